@@ -1,0 +1,1 @@
+"""SimpleAR platform: train, align and serve SimpleAR text-to-image models."""

@@ -1,0 +1,1 @@
+"""Datasets: meta files, synthetic shapes, token shards."""

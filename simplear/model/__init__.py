@@ -1,0 +1,1 @@
+"""The SimpleAR language model: vocabulary, prompt contract, load and save."""

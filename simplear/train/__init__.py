@@ -1,0 +1,1 @@
+"""Training stages: pretrain, SFT and GRPO."""

@@ -1,0 +1,1 @@
+"""Visual tokenizers: images to discrete codes and back."""
