@@ -1,0 +1,132 @@
+"""SimpleARModel: a Qwen2 causal LM, its tokenizer and where the visual codes sit in its vocabulary."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
+
+from simplear.config import ModelShape, Preset
+from simplear.model.text_tokenizer import build_text_tokenizer
+from simplear.model.vocab import SPECIAL_TOKENS, VisualVocab
+from simplear.store import Store, is_s3
+
+CODEBOOK_KEY = "simplear_codebook_size"
+ACCEPTED_ARCHITECTURES = ("Qwen2ForCausalLM", "SimpARForCausalLM")
+
+
+@dataclass
+class SimpleARModel:
+    """The language model that writes visual codes, with its tokenizer and visual vocabulary."""
+
+    lm: Qwen2ForCausalLM
+    tokenizer: PreTrainedTokenizerBase
+    vocab: VisualVocab
+
+    @classmethod
+    def load(
+        cls,
+        uri: str | Path,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        codebook_size: int | None = None,
+        store: Store | None = None,
+    ) -> SimpleARModel:
+        """Load a Hugging Face directory (ours or a released SimpleAR checkpoint) from a path or a store URI."""
+        if is_s3(str(uri)):
+            with tempfile.TemporaryDirectory(prefix="simplear-model-") as tmp:
+                (store or Store()).get_artifact(str(uri), tmp)
+                return cls._load_dir(Path(tmp), dtype, device, codebook_size)
+        return cls._load_dir(Path(uri), dtype, device, codebook_size)
+
+    @classmethod
+    def _load_dir(
+        cls, path: Path, dtype: torch.dtype, device: str | torch.device, codebook_size: int | None
+    ) -> SimpleARModel:
+        """Load from a local Hugging Face directory, refusing pickled weights and foreign architectures."""
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a model directory: no config.json")
+        if not any(path.glob("*.safetensors")):
+            raise ValueError(f"{path} holds no safetensors weights (pickled checkpoints are refused)")
+        config = Qwen2Config.from_pretrained(path)
+        archs = tuple(config.architectures or ())
+        if config.model_type != "qwen2" or not set(archs) <= set(ACCEPTED_ARCHITECTURES):
+            raise ValueError(
+                f"{path}: model_type {config.model_type!r} / architectures {archs} is not a SimpleAR checkpoint"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+        if missing:
+            raise ValueError(f"{path}: tokenizer lacks the SimpleAR special tokens {missing}")
+        size = codebook_size or getattr(config, CODEBOOK_KEY, None) or config.vocab_size - len(tokenizer)
+        if size <= 0 or len(tokenizer) + size > config.vocab_size:
+            raise ValueError(
+                f"{path}: vocabulary of {config.vocab_size} cannot hold {len(tokenizer)} text tokens + {size} codes"
+            )
+        lm = Qwen2ForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device).eval()
+        return cls(lm=lm, tokenizer=tokenizer, vocab=VisualVocab(offset=len(tokenizer), codebook_size=size))
+
+    def save(self, uri: str | Path, store: Store | None = None) -> dict:
+        """Write a Hugging Face directory (safetensors, tokenizer, config) as an artifact, manifest last."""
+        self.lm.config.architectures = ["Qwen2ForCausalLM"]
+        setattr(self.lm.config, CODEBOOK_KEY, self.vocab.codebook_size)
+        with tempfile.TemporaryDirectory(prefix="simplear-save-") as tmp:
+            self.lm.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            return (store or Store()).put_artifact(tmp, str(uri))
+
+    @classmethod
+    def from_text_lm(
+        cls, text_lm: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerBase, codebook_size: int
+    ) -> SimpleARModel:
+        """Add the special tokens and `codebook_size` code rows, new rows set to the mean of the old ones."""
+        added = tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+        new_rows = added + codebook_size
+        text_lm.resize_token_embeddings(len(tokenizer) + codebook_size, mean_resizing=False)
+        with torch.no_grad():
+            for emb in {id(e): e for e in (text_lm.get_input_embeddings(), text_lm.get_output_embeddings())}.values():
+                emb.weight[-new_rows:] = emb.weight[:-new_rows].mean(dim=0, keepdim=True)
+        return cls(lm=text_lm, tokenizer=tokenizer, vocab=VisualVocab(offset=len(tokenizer), codebook_size=codebook_size))
+
+    @classmethod
+    def from_text_lm_dir(cls, uri: str | Path, codebook_size: int, store: Store | None = None) -> SimpleARModel:
+        """`from_text_lm` on a text-only Qwen2 checkpoint read from a path or store URI."""
+        if is_s3(str(uri)):
+            with tempfile.TemporaryDirectory(prefix="simplear-textlm-") as tmp:
+                (store or Store()).get_artifact(str(uri), tmp)
+                return cls.from_text_lm_dir(tmp, codebook_size)
+        lm = Qwen2ForCausalLM.from_pretrained(uri, use_safetensors=True)
+        return cls.from_text_lm(lm, AutoTokenizer.from_pretrained(uri), codebook_size)
+
+    @classmethod
+    def random_init(cls, preset: Preset, seed: int = 0, dtype: torch.dtype = torch.float32) -> SimpleARModel:
+        """A randomly initialised model of a preset's shape with the offline text tokenizer."""
+        tokenizer = build_text_tokenizer(total_size=preset.text_vocab_size)
+        codebook = preset.vision.codebook_size
+        torch.manual_seed(seed)
+        lm = Qwen2ForCausalLM(qwen2_config(preset.shape, len(tokenizer) + codebook)).to(dtype).eval()
+        return cls(lm=lm, tokenizer=tokenizer, vocab=VisualVocab(offset=len(tokenizer), codebook_size=codebook))
+
+    def encode_prompts(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of already-formatted prompts (no BOS is added, as in the original)."""
+        return [self.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+
+
+def qwen2_config(shape: ModelShape, vocab_size: int) -> Qwen2Config:
+    """A transformers Qwen2 config of a preset shape and vocabulary size."""
+    return Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_kv_heads,
+        max_position_embeddings=shape.max_position_embeddings,
+        rms_norm_eps=shape.rms_norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
+        tie_word_embeddings=shape.tie_word_embeddings,
+        architectures=["Qwen2ForCausalLM"],
+    )

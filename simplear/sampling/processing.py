@@ -1,0 +1,46 @@
+"""From code logits to a sampled code: CFG on log-softmax, temperature, top-k, top-p, inverse-CDF draw."""
+
+from __future__ import annotations
+
+import torch
+
+
+def guided_logprobs(logits: torch.Tensor, cfg_scale: torch.Tensor, with_uncond: bool) -> torch.Tensor:
+    """CFG as in the original, `u + s * (c - u)` on log-softmax, written `c + (s - 1) * (c - u)` so s = 1 is exact.
+
+    logits: [2B, ..., codes] (conditional rows first) when `with_uncond`, else [B, ..., codes].
+    """
+    logp = logits.float().log_softmax(dim=-1)
+    if not with_uncond:
+        return logp
+    cond, uncond = logp.chunk(2, dim=0)
+    scale = cfg_scale.float().view(-1, *([1] * (cond.ndim - 1)))
+    return cond + (scale - 1.0) * (cond - uncond)
+
+
+def target_probs(
+    logprobs: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, filtered: bool
+) -> torch.Tensor:
+    """The distribution to sample from, [N, codes] (unnormalised after filtering); temperature 0 is one-hot argmax.
+
+    Follows transformers' warpers in order: temperature, then top-k (0 keeps all), then top-p on what is left.
+    """
+    greedy = (temperature == 0)[:, None]
+    probs = (logprobs / torch.where(greedy, 1.0, temperature[:, None])).softmax(dim=-1)
+    if filtered:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        ranks = torch.arange(probs.shape[-1], device=probs.device)[None, :]
+        k = torch.where(top_k > 0, top_k, probs.shape[-1])[:, None]
+        sorted_probs = sorted_probs * (ranks < k)
+        mass_before = (sorted_probs.cumsum(dim=-1) - sorted_probs) / sorted_probs.sum(dim=-1, keepdim=True)
+        drop = (mass_before >= top_p[:, None]) & (top_p[:, None] < 1.0) & (ranks > 0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs * ~drop)
+    onehot = torch.zeros_like(probs).scatter(-1, logprobs.argmax(dim=-1, keepdim=True), 1.0)
+    return torch.where(greedy, onehot, probs)
+
+
+def categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Draw one index per row of probs [N, codes] by inverse CDF at uniforms u [N]."""
+    cdf = probs.cumsum(dim=-1)
+    target = (u.to(cdf.dtype) * cdf[:, -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_max(probs.shape[-1] - 1)

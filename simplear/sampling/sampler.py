@@ -1,0 +1,110 @@
+"""The Sampler: prompts to visual codes with batched CFG, one forward per step over a preallocated KV cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from tqdm import tqdm
+
+from simplear.model.simplear_lm import SimpleARModel
+from simplear.sampling.batch import PromptBatch, Request, build_batch
+from simplear.sampling.decoder import Decoder, KVCache
+from simplear.sampling.graphs import StepGraphs
+from simplear.sampling.processing import categorical, guided_logprobs, target_probs
+from simplear.sampling.rng import uniform
+from simplear.sampling.sjd import SJDStats, jacobi_decode
+
+
+@dataclass
+class DecodeState:
+    """Everything one decode step reads and writes, at fixed addresses so a CUDA graph can replay it."""
+
+    batch: PromptBatch
+    cache: KVCache
+    codes: torch.Tensor
+    step: torch.Tensor
+    graphs: StepGraphs | None
+
+    @property
+    def key(self) -> tuple:
+        """Shapes and modes a captured graph depends on."""
+        b = self.batch
+        return (b.rows, b.ids.shape[1], self.codes.shape[1], b.with_uncond, b.filtered)
+
+
+class Sampler:
+    """Decodes codes for many requests at once; on CUDA each decode step is a replayed CUDA graph."""
+
+    def __init__(self, model: SimpleARModel, cuda_graphs: bool | None = None, kv_bucket: int = 512) -> None:
+        self.model = model
+        self.decoder = Decoder(model.lm, model.vocab)
+        self.device = model.lm.device
+        self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        if self.cuda_graphs and self.device.type != "cuda":
+            raise ValueError("CUDA graphs need the model on a CUDA device")
+        self.kv_bucket = kv_bucket
+        self._state: DecodeState | None = None
+
+    @torch.inference_mode()
+    def generate(self, requests: list[Request], num_codes: int, progress: bool = False) -> torch.Tensor:
+        """Codes [len(requests), num_codes], each request drawn with its own seed, CFG scale and filters."""
+        batch = build_batch(self.model, requests, self.device, pad_multiple=16 if self.cuda_graphs else 1)
+        state = self._prepare(batch, num_codes)
+        width = batch.ids.shape[1]
+        cols = torch.arange(width, device=self.device).expand(batch.rows, -1)
+        logits = self.decoder.forward(batch.ids, batch.positions, cols, state.cache, width, batch.real)
+        state.codes[:, 0] = self._pick(batch, logits[:, -1], state.step.zero_())
+        state.step.fill_(1)
+        for t in tqdm(range(1, num_codes), desc="decode", unit="tok", disable=not progress, leave=False):
+            kv_len = min(-(-(width + t) // self.kv_bucket) * self.kv_bucket, state.cache.max_len)
+            step = partial(self._step, state, kv_len)
+            state.graphs.run(kv_len, step) if state.graphs is not None else step()
+        return state.codes.to("cpu", copy=True)
+
+    @torch.inference_mode()
+    def generate_sjd(self, requests: list[Request], num_codes: int, window: int = 16) -> tuple[torch.Tensor, SJDStats]:
+        """Codes by speculative Jacobi decoding: the same distribution as `generate`, fewer forward passes."""
+        batch = build_batch(self.model, requests, self.device)
+        return jacobi_decode(self.decoder, self.model.vocab, batch, num_codes, window)
+
+    def _prepare(self, batch: PromptBatch, num_codes: int) -> DecodeState:
+        """A decode state for this batch, reusing the previous one (and its graphs) when the shapes match."""
+        key = (batch.rows, batch.ids.shape[1], num_codes, batch.with_uncond, batch.filtered)
+        if self._state is not None and self._state.key == key:
+            self._state.batch = _copy_into(self._state.batch, batch)
+            return self._state
+        self._state = None
+        cache = self.decoder.new_cache(batch.rows, batch.ids.shape[1] + num_codes)
+        codes = torch.zeros(batch.size, num_codes, dtype=torch.long, device=self.device)
+        step = torch.zeros((), dtype=torch.long, device=self.device)
+        graphs = StepGraphs() if self.cuda_graphs else None
+        self._state = DecodeState(batch=batch, cache=cache, codes=codes, step=step, graphs=graphs)
+        return self._state
+
+    def _step(self, state: DecodeState, kv_len: int) -> None:
+        """Feed the last code, sample the next one; only device ops, so it can be captured as a graph."""
+        b, t = state.batch, state.step
+        previous = state.codes.index_select(1, t.view(1) - 1).squeeze(1)
+        ids = (previous + self.model.vocab.offset).repeat(b.rows // b.size)[:, None]
+        positions = (b.lengths + t - 1)[:, None]
+        cols = (t + b.ids.shape[1] - 1).expand(b.rows, 1)
+        logits = self.decoder.forward(ids, positions, cols, state.cache, kv_len)
+        state.codes.index_copy_(1, t.view(1), self._pick(b, logits[:, 0], t)[:, None])
+        t.add_(1)
+
+    @staticmethod
+    def _pick(batch: PromptBatch, logits: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """Guided, filtered, seeded draw of one code per request from code logits [rows, codes]."""
+        logprobs = guided_logprobs(logits, batch.cfg_scale, batch.with_uncond)
+        probs = target_probs(logprobs, batch.temperature, batch.top_k, batch.top_p, batch.filtered)
+        return categorical(probs, uniform(batch.seeds, step))
+
+
+def _copy_into(static: PromptBatch, new: PromptBatch) -> PromptBatch:
+    """Copy a batch's tensors into the static batch a captured graph reads, keeping its addresses."""
+    for name, value in vars(new).items():
+        if isinstance(value, torch.Tensor):
+            getattr(static, name).copy_(value)
+    return static
