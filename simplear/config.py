@@ -249,3 +249,59 @@ class PlatformConfig(CamelStrict):
         if unknown:
             raise ValueError(f"unknown presets {sorted(unknown)}; known: {', '.join(PRESETS)}")
         return self
+
+
+class TokenizeConfig(Strict):
+    """Meta files to token shards: which images, at what resolution, with which visual tokenizer."""
+
+    meta: str = Field(description="meta file (JSON, JSONL) or mixing YAML, local path or store URI")
+    output: str = Field(description="token dataset root, local path or store URI")
+    vision: VisionConfig
+    shard_size: int = Field(default=1000, gt=0)
+    min_size: int | None = Field(
+        default=None, ge=0, description="drop images whose short edge is below this; None = the resolution"
+    )
+    seed: int = 0
+
+
+class TrainConfig(Strict):
+    """Pretrain or SFT on token shards: data, initial model, optimisation, checkpoints and logging."""
+
+    stage: Literal["pretrain", "sft"]
+    data: str = Field(description="token dataset root (complete: has manifest.json), local path or store URI")
+    output: str = Field(description="run root: checkpoints/, logs/, tensorboard/ and final/ go under it")
+    init: Literal["random", "text_lm", "checkpoint"] = "random"
+    init_from: str | None = Field(default=None, description="text LM directory or previous stage's model URI")
+    preset: str = "tiny"
+    shape: ModelShape | None = Field(default=None, description="transformer shape of a random init; None = preset's")
+    zero_stage: Literal[2, 3] = 2
+    precision: Literal["auto", "bf16", "fp32"] = Field(default="auto", description="auto: bf16 on GPU, fp32 on CPU")
+    max_steps: int = Field(gt=0)
+    batch_size: int = Field(default=8, gt=0, description="sequences per device per micro-step")
+    grad_accum: int = Field(default=1, gt=0)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "cosine"
+    warmup_steps: int = Field(default=0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    p_drop_cond: float = Field(default=0.1, ge=0, le=1, description="share of prompts dropped to <|t2i|><|soi|>")
+    sample_short: bool = Field(default=True, description="pick the short or long caption at random; False = long")
+    max_prompt_tokens: int = Field(default=128, ge=2, description="longer prompts keep their head and <|soi|>")
+    gradient_checkpointing: bool = False
+    dataloader_workers: int = Field(default=0, ge=0)
+    save_steps: int = Field(default=500, gt=0)
+    logging_steps: int = Field(default=10, gt=0)
+    tensorboard: bool = True
+    scratch: str | None = Field(default=None, description="local directory for this rank's files; None = temp dir")
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.init == "random" and self.init_from is not None:
+            raise ValueError("init_from is only for init 'text_lm' or 'checkpoint'; a random init starts from nothing")
+        if self.init != "random" and not self.init_from:
+            raise ValueError(f"init {self.init!r} needs init_from: the directory or URI to start from")
+        if self.stage == "sft" and self.init == "random":
+            raise ValueError("sft fine-tunes a model: set init 'checkpoint' (or 'text_lm') and init_from")
+        get_preset(self.preset)
+        return self

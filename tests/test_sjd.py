@@ -11,7 +11,7 @@ from simplear.config import SamplingConfig, get_preset
 from simplear.model.prompt import negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request
-from simplear.sampling.processing import guided_logprobs, target_probs
+from simplear.sampling.processing import SamplingModes, guided_logprobs, target_probs
 from simplear.sampling.sampler import Sampler
 
 CAPTION = "a red circle left of a blue square"
@@ -59,10 +59,11 @@ def _exact_first_codes(model: SimpleARModel, params: SamplingConfig) -> tuple[to
                 for p in (cond, uncond)
             ])
         logp = guided_logprobs(logits, scale.expand(n), with_uncond=True)
-        filtered = params.top_k > 0 or params.top_p < 1
+        modes = SamplingModes(scaled=params.temperature != 1, filtered=params.top_k > 0 or params.top_p < 1,
+                              greedy=params.temperature == 0)
         probs = target_probs(
             logp, torch.full((n,), params.temperature), torch.full((n,), params.top_k),
-            torch.full((n,), params.top_p), filtered,
+            torch.full((n,), params.top_p), modes,
         )
         return probs / probs.sum(-1, keepdim=True)
 

@@ -27,8 +27,13 @@ def _corpus() -> list[str]:
     return [*TRAIN_PREFIXES, NEGATIVE_TEXT, colours, _WORDS] * 4
 
 
-def build_text_tokenizer(vocab_size: int = 512, total_size: int | None = None) -> PreTrainedTokenizerBase:
-    """A BPE tokenizer trained in code; `total_size` pads it so that len(tokenizer) equals that number."""
+def build_text_tokenizer(
+    vocab_size: int = 512, total_size: int | None = None, simplear_specials: bool = True
+) -> PreTrainedTokenizerBase:
+    """A BPE tokenizer trained in code; `total_size` pads it so that len(tokenizer) equals that number.
+
+    Without `simplear_specials` it is a plain text tokenizer, as a text-only Qwen checkpoint carries.
+    """
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -40,9 +45,10 @@ def build_text_tokenizer(vocab_size: int = 512, total_size: int | None = None) -
     )
     tok.train_from_iterator(_corpus(), trainer)
     if total_size is not None:
-        tok = _pad_vocab(tok, total_size - len(SPECIAL_TOKENS))
+        tok = _pad_vocab(tok, total_size - (len(SPECIAL_TOKENS) if simplear_specials else 0))
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    hf.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    if simplear_specials:
+        hf.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
     return hf
 
 

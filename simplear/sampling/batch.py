@@ -9,6 +9,7 @@ import torch
 from simplear.config import SamplingConfig
 from simplear.model.prompt import negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
+from simplear.sampling.processing import SamplingModes
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class PromptBatch:
     top_p: torch.Tensor
     seeds: torch.Tensor
     with_uncond: bool
-    filtered: bool
+    modes: SamplingModes
 
     @property
     def size(self) -> int:
@@ -80,5 +81,9 @@ def build_batch(
         top_p=param("top_p", torch.float32),
         seeds=param("seed", torch.long),
         with_uncond=with_uncond,
-        filtered=any(r.params.top_k > 0 or r.params.top_p < 1.0 for r in requests),
+        modes=SamplingModes(
+            scaled=any(r.params.temperature not in (0.0, 1.0) for r in requests),
+            filtered=any(r.params.top_k > 0 or r.params.top_p < 1.0 for r in requests),
+            greedy=any(r.params.temperature == 0.0 for r in requests),
+        ),
     )

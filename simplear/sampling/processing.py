@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass(frozen=True)
+class SamplingModes:
+    """Which optional steps some request of a batch needs: temperature, top-k/top-p, greedy rows."""
+
+    scaled: bool
+    filtered: bool
+    greedy: bool
 
 
 def guided_logprobs(logits: torch.Tensor, cfg_scale: torch.Tensor, with_uncond: bool) -> torch.Tensor:
@@ -19,15 +30,17 @@ def guided_logprobs(logits: torch.Tensor, cfg_scale: torch.Tensor, with_uncond: 
 
 
 def target_probs(
-    logprobs: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, filtered: bool
+    logprobs: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, modes: SamplingModes
 ) -> torch.Tensor:
     """The distribution to sample from, [N, codes] (unnormalised after filtering); temperature 0 is one-hot argmax.
 
     Follows transformers' warpers in order: temperature, then top-k (0 keeps all), then top-p on what is left.
+    `modes` says which of these any row needs, so the common case runs a single softmax.
     """
-    greedy = (temperature == 0)[:, None]
-    probs = (logprobs / torch.where(greedy, 1.0, temperature[:, None])).softmax(dim=-1)
-    if filtered:
+    if modes.scaled:
+        logprobs = logprobs / torch.where(temperature == 0, 1.0, temperature)[:, None]
+    probs = logprobs.softmax(dim=-1)
+    if modes.filtered:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         ranks = torch.arange(probs.shape[-1], device=probs.device)[None, :]
         k = torch.where(top_k > 0, top_k, probs.shape[-1])[:, None]
@@ -35,8 +48,10 @@ def target_probs(
         mass_before = (sorted_probs.cumsum(dim=-1) - sorted_probs) / sorted_probs.sum(dim=-1, keepdim=True)
         drop = (mass_before >= top_p[:, None]) & (top_p[:, None] < 1.0) & (ranks > 0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs * ~drop)
-    onehot = torch.zeros_like(probs).scatter(-1, logprobs.argmax(dim=-1, keepdim=True), 1.0)
-    return torch.where(greedy, onehot, probs)
+    if modes.greedy:
+        onehot = torch.zeros_like(probs).scatter(-1, logprobs.argmax(dim=-1, keepdim=True), 1.0)
+        probs = torch.where((temperature == 0)[:, None], onehot, probs)
+    return probs
 
 
 def categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -24,14 +24,14 @@ class DecodeState:
     batch: PromptBatch
     cache: KVCache
     codes: torch.Tensor
+    noise: torch.Tensor
     step: torch.Tensor
     graphs: StepGraphs | None
 
-    @property
-    def key(self) -> tuple:
-        """Shapes and modes a captured graph depends on."""
-        b = self.batch
-        return (b.rows, b.ids.shape[1], self.codes.shape[1], b.with_uncond, b.filtered)
+
+def _shape_key(batch: PromptBatch, num_codes: int) -> tuple:
+    """Shapes and modes a captured graph depends on."""
+    return (batch.rows, batch.ids.shape[1], num_codes, batch.with_uncond, batch.modes)
 
 
 class Sampler:
@@ -46,6 +46,7 @@ class Sampler:
             raise ValueError("CUDA graphs need the model on a CUDA device")
         self.kv_bucket = kv_bucket
         self._state: DecodeState | None = None
+        self._key: tuple | None = None
 
     @torch.inference_mode()
     def generate(self, requests: list[Request], num_codes: int, progress: bool = False) -> torch.Tensor:
@@ -55,12 +56,14 @@ class Sampler:
         width = batch.ids.shape[1]
         cols = torch.arange(width, device=self.device).expand(batch.rows, -1)
         logits = self.decoder.forward(batch.ids, batch.positions, cols, state.cache, width, batch.real)
-        state.codes[:, 0] = self._pick(batch, logits[:, -1], state.step.zero_())
+        state.codes[:, 0] = self._pick(batch, logits[:, -1], state.noise[:, 0])
         state.step.fill_(1)
         for t in tqdm(range(1, num_codes), desc="decode", unit="tok", disable=not progress, leave=False):
-            kv_len = min(-(-(width + t) // self.kv_bucket) * self.kv_bucket, state.cache.max_len)
-            step = partial(self._step, state, kv_len)
-            state.graphs.run(kv_len, step) if state.graphs is not None else step()
+            kv_len = self._attention_length(width + t, state.cache.max_len)
+            if state.graphs is None:
+                self._step(state, kv_len)
+            else:
+                state.graphs.run(kv_len, partial(self._step, state, kv_len))
         return state.codes.to("cpu", copy=True)
 
     @torch.inference_mode()
@@ -69,42 +72,54 @@ class Sampler:
         batch = build_batch(self.model, requests, self.device)
         return jacobi_decode(self.decoder, self.model.vocab, batch, num_codes, window)
 
+    def _attention_length(self, needed: int, max_len: int) -> int:
+        """Keys a step attends over: exactly those filled, or a bucket of them when steps are replayed graphs."""
+        if not self.cuda_graphs:
+            return needed
+        return min(-(-needed // self.kv_bucket) * self.kv_bucket, max_len)
+
     def _prepare(self, batch: PromptBatch, num_codes: int) -> DecodeState:
         """A decode state for this batch, reusing the previous one (and its graphs) when the shapes match."""
-        key = (batch.rows, batch.ids.shape[1], num_codes, batch.with_uncond, batch.filtered)
-        if self._state is not None and self._state.key == key:
-            self._state.batch = _copy_into(self._state.batch, batch)
+        noise = uniform(batch.seeds[:, None], torch.arange(num_codes, device=self.device))
+        key = _shape_key(batch, num_codes)
+        if self._state is not None and self._key == key:
+            _copy_into(self._state.batch, batch)
+            self._state.noise.copy_(noise)
             return self._state
         self._state = None
-        cache = self.decoder.new_cache(batch.rows, batch.ids.shape[1] + num_codes)
-        codes = torch.zeros(batch.size, num_codes, dtype=torch.long, device=self.device)
-        step = torch.zeros((), dtype=torch.long, device=self.device)
-        graphs = StepGraphs() if self.cuda_graphs else None
-        self._state = DecodeState(batch=batch, cache=cache, codes=codes, step=step, graphs=graphs)
+        self._state = DecodeState(
+            batch=batch,
+            cache=self.decoder.new_cache(batch.rows, batch.ids.shape[1] + num_codes),
+            codes=torch.zeros(batch.size, num_codes, dtype=torch.long, device=self.device),
+            noise=noise,
+            step=torch.zeros((), dtype=torch.long, device=self.device),
+            graphs=StepGraphs() if self.cuda_graphs else None,
+        )
+        self._key = key
         return self._state
 
     def _step(self, state: DecodeState, kv_len: int) -> None:
         """Feed the last code, sample the next one; only device ops, so it can be captured as a graph."""
         b, t = state.batch, state.step
-        previous = state.codes.index_select(1, t.view(1) - 1).squeeze(1)
-        ids = (previous + self.model.vocab.offset).repeat(b.rows // b.size)[:, None]
-        positions = (b.lengths + t - 1)[:, None]
-        cols = (t + b.ids.shape[1] - 1).expand(b.rows, 1)
+        previous = state.codes.index_select(1, t.view(1) - 1)
+        ids = (previous + self.model.vocab.offset).repeat(b.rows // b.size, 1)
+        positions = (b.lengths + (t - 1))[:, None]
+        cols = (t + (b.ids.shape[1] - 1)).expand(b.rows, 1)
         logits = self.decoder.forward(ids, positions, cols, state.cache, kv_len)
-        state.codes.index_copy_(1, t.view(1), self._pick(b, logits[:, 0], t)[:, None])
+        code = self._pick(b, logits[:, 0], state.noise.index_select(1, t.view(1)).squeeze(1))
+        state.codes.index_copy_(1, t.view(1), code[:, None])
         t.add_(1)
 
     @staticmethod
-    def _pick(batch: PromptBatch, logits: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        """Guided, filtered, seeded draw of one code per request from code logits [rows, codes]."""
+    def _pick(batch: PromptBatch, logits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Guided, filtered draw of one code per request from code logits [rows, codes] at uniforms `noise`."""
         logprobs = guided_logprobs(logits, batch.cfg_scale, batch.with_uncond)
-        probs = target_probs(logprobs, batch.temperature, batch.top_k, batch.top_p, batch.filtered)
-        return categorical(probs, uniform(batch.seeds, step))
+        probs = target_probs(logprobs, batch.temperature, batch.top_k, batch.top_p, batch.modes)
+        return categorical(probs, noise)
 
 
-def _copy_into(static: PromptBatch, new: PromptBatch) -> PromptBatch:
+def _copy_into(static: PromptBatch, new: PromptBatch) -> None:
     """Copy a batch's tensors into the static batch a captured graph reads, keeping its addresses."""
     for name, value in vars(new).items():
         if isinstance(value, torch.Tensor):
             getattr(static, name).copy_(value)
-    return static

@@ -98,7 +98,7 @@ def _window_probs(logits: torch.Tensor, batch: PromptBatch, window: int) -> torc
         batch.temperature.repeat_interleave(n),
         batch.top_k.repeat_interleave(n),
         batch.top_p.repeat_interleave(n),
-        batch.filtered,
+        batch.modes,
     ).view(pairs, n, codes)
     return probs / probs.sum(dim=-1, keepdim=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import torch
@@ -50,7 +51,9 @@ class CosmosTokenizer:
             if not is_s3(path) and not Path(path).is_file():
                 raise FileNotFoundError(f"Cosmos tokenizer file {path} does not exist")
             data = store.read(path) if is_s3(path) else Path(path).read_bytes()
-            return torch.jit.load(io.BytesIO(data), map_location="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # Cosmos ships TorchScript, not torch.export
+                return torch.jit.load(io.BytesIO(data), map_location="cpu")
 
         return cls(
             jit("encoder.jit") if encoder else None,
