@@ -116,8 +116,6 @@ def run(args: argparse.Namespace) -> int:
             cfg_scale=args.cfg_scale, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
             seed=args.seed, negative_prompt=args.negative_prompt,
         )
-        vision = VisionConfig(**{**preset.vision.model_dump(), "checkpoint": args.vision_checkpoint,
-                                 "resolution": args.resolution or preset.vision.resolution})
     except ValidationError as err:
         raise SystemExit(f"simplear generate: {err}") from None
     prompts = args.prompt or [line.strip() for line in Path(args.prompt_file).read_text().splitlines() if line.strip()]
@@ -129,6 +127,12 @@ def run(args: argparse.Namespace) -> int:
         model.lm.to(args.device)
     else:
         model = SimpleARModel.load(args.model, dtype=dtype, device=args.device)
+    trained = model.vision or preset.vision
+    try:
+        vision = VisionConfig(**{**trained.model_dump(), "checkpoint": args.vision_checkpoint or trained.checkpoint,
+                                 "resolution": args.resolution or trained.resolution})
+    except ValidationError as err:
+        raise SystemExit(f"simplear generate: {err}") from None
     tokenizer = load_visual_tokenizer(vision, device=args.device, encoder=False)
     job = GenerationJob(prompts=prompts, n=args.n, resolution=vision.resolution, sampling=sampling,
                         batch_size=args.batch_size, sjd=args.sjd, sjd_window=args.sjd_window)

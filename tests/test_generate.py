@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from simplear.config import get_preset
+from simplear.model.simplear_lm import SimpleARModel
 from simplear.s3_server import EmbeddedS3
 from simplear.store import Store
 
@@ -71,3 +73,16 @@ def test_generate_rejects_bad_arguments(tmp_path: Path) -> None:
     assert bad_res.returncode != 0 and "multiple of downsample" in bad_res.stderr
     assert "Traceback" not in bad_res.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_generate_from_a_saved_checkpoint_uses_its_visual_tokenizer(tmp_path: Path) -> None:
+    """A checkpoint directory carries vision.json, so --model needs no preset or tokenizer flags."""
+    model = SimpleARModel.random_init(get_preset("tiny"), seed=3)
+    model.save(tmp_path / "ckpt")
+    done = subprocess.run(
+        [sys.executable, "-m", "simplear.cli", "generate", "--model", str(tmp_path / "ckpt"), "--prompt", "a cross",
+         "--n", "1", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "out" / "00000-00.png").size == (64, 64)

@@ -174,3 +174,20 @@ def test_refuses_pickles_foreign_models_and_missing_specials(tmp_path: Path) -> 
 
     with pytest.raises(FileNotFoundError, match="no config.json"):
         SimpleARModel.load(tmp_path / "nothing")
+
+
+def test_checkpoint_carries_its_visual_tokenizer(tmp_path: Path) -> None:
+    """vision.json travels with the weights; a relative Cosmos checkpoint resolves inside the model directory."""
+    model = SimpleARModel.random_init(get_preset("tiny"), seed=6)
+    model.save(tmp_path / "tiny")
+    assert SimpleARModel.load(tmp_path / "tiny").vision == get_preset("tiny").vision
+
+    cosmos = get_preset("0.5B").vision.model_copy(update={"checkpoint": "cosmos"})
+    model.vision = cosmos.model_copy(update={"codebook_size": 16})
+    model.save(tmp_path / "with-cosmos")
+    assert SimpleARModel.load(tmp_path / "with-cosmos").vision.checkpoint == str(tmp_path / "with-cosmos" / "cosmos")
+
+    model.vision = cosmos
+    model.save(tmp_path / "mismatch")
+    with pytest.raises(ValueError, match="has 64000 codes but the model has 16"):
+        SimpleARModel.load(tmp_path / "mismatch")

@@ -9,12 +9,13 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
-from simplear.config import ModelShape, Preset
+from simplear.config import ModelShape, Preset, VisionConfig
 from simplear.model.text_tokenizer import build_text_tokenizer
 from simplear.model.vocab import SPECIAL_TOKENS, VisualVocab
-from simplear.store import Store, is_s3
+from simplear.store import Store, is_s3, join
 
 CODEBOOK_KEY = "simplear_codebook_size"
+VISION_FILE = "vision.json"
 ACCEPTED_ARCHITECTURES = ("Qwen2ForCausalLM", "SimpARForCausalLM")
 
 
@@ -25,6 +26,7 @@ class SimpleARModel:
     lm: Qwen2ForCausalLM
     tokenizer: PreTrainedTokenizerBase
     vocab: VisualVocab
+    vision: VisionConfig | None = None
 
     @classmethod
     def load(
@@ -39,12 +41,12 @@ class SimpleARModel:
         if is_s3(str(uri)):
             with tempfile.TemporaryDirectory(prefix="simplear-model-") as tmp:
                 (store or Store()).get_artifact(str(uri), tmp)
-                return cls._load_dir(Path(tmp), dtype, device, codebook_size)
-        return cls._load_dir(Path(uri), dtype, device, codebook_size)
+                return cls._load_dir(Path(tmp), dtype, device, codebook_size, origin=str(uri))
+        return cls._load_dir(Path(uri), dtype, device, codebook_size, origin=str(Path(uri).resolve()))
 
     @classmethod
     def _load_dir(
-        cls, path: Path, dtype: torch.dtype, device: str | torch.device, codebook_size: int | None
+        cls, path: Path, dtype: torch.dtype, device: str | torch.device, codebook_size: int | None, origin: str
     ) -> SimpleARModel:
         """Load from a local Hugging Face directory, refusing pickled weights and foreign architectures."""
         if not (path / "config.json").is_file():
@@ -67,15 +69,21 @@ class SimpleARModel:
                 f"{path}: vocabulary of {config.vocab_size} cannot hold {len(tokenizer)} text tokens + {size} codes"
             )
         lm = Qwen2ForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device).eval()
-        return cls(lm=lm, tokenizer=tokenizer, vocab=VisualVocab(offset=len(tokenizer), codebook_size=size))
+        vision = _read_vision(path, origin)
+        if vision is not None and vision.codebook_size != size:
+            raise ValueError(f"{path}: {VISION_FILE} has {vision.codebook_size} codes but the model has {size}")
+        vocab = VisualVocab(offset=len(tokenizer), codebook_size=size)
+        return cls(lm=lm, tokenizer=tokenizer, vocab=vocab, vision=vision)
 
     def save(self, uri: str | Path, store: Store | None = None) -> dict:
-        """Write a Hugging Face directory (safetensors, tokenizer, config) as an artifact, manifest last."""
+        """Write a Hugging Face directory (safetensors, tokenizer, config, vision.json) as an artifact, manifest last."""
         self.lm.config.architectures = ["Qwen2ForCausalLM"]
         setattr(self.lm.config, CODEBOOK_KEY, self.vocab.codebook_size)
         with tempfile.TemporaryDirectory(prefix="simplear-save-") as tmp:
             self.lm.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
+            if self.vision is not None:
+                (Path(tmp) / VISION_FILE).write_text(self.vision.model_dump_json(indent=2))
             return (store or Store()).put_artifact(tmp, str(uri))
 
     @classmethod
@@ -108,11 +116,23 @@ class SimpleARModel:
         codebook = preset.vision.codebook_size
         torch.manual_seed(seed)
         lm = Qwen2ForCausalLM(qwen2_config(preset.shape, len(tokenizer) + codebook)).to(dtype).eval()
-        return cls(lm=lm, tokenizer=tokenizer, vocab=VisualVocab(offset=len(tokenizer), codebook_size=codebook))
+        vocab = VisualVocab(offset=len(tokenizer), codebook_size=codebook)
+        return cls(lm=lm, tokenizer=tokenizer, vocab=vocab, vision=preset.vision)
 
     def encode_prompts(self, texts: list[str]) -> list[list[int]]:
         """Token ids of already-formatted prompts (no BOS is added, as in the original)."""
         return [self.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+
+
+def _read_vision(path: Path, origin: str) -> VisionConfig | None:
+    """The visual tokenizer a checkpoint was trained with; a relative Cosmos checkpoint resolves against `origin`."""
+    file = path / VISION_FILE
+    if not file.is_file():
+        return None
+    vision = VisionConfig.model_validate_json(file.read_text())
+    if vision.checkpoint and not is_s3(vision.checkpoint) and not Path(vision.checkpoint).is_absolute():
+        vision = vision.model_copy(update={"checkpoint": join(origin, vision.checkpoint)})
+    return vision
 
 
 def qwen2_config(shape: ModelShape, vocab_size: int) -> Qwen2Config:
