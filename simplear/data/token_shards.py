@@ -41,7 +41,7 @@ def encode_shard(records: list[TokenRecord], vision: str, codebook_size: int) ->
         "captions": json.dumps([[r.short, r.long] for r in records]),
     }
     index = torch.tensor([r.index for r in records], dtype=torch.int64)
-    return save({"codes": codes.contiguous(), "index": index}, metadata=metadata)
+    return _sorted_header(save({"codes": codes.contiguous(), "index": index}, metadata=metadata))
 
 
 def decode_shard(data: bytes) -> list[TokenRecord]:
@@ -60,6 +60,14 @@ def decode_shard(data: bytes) -> list[TokenRecord]:
 def read_shard(store: Store, root: str, shard: int) -> list[TokenRecord]:
     """Records of one shard of a token dataset."""
     return decode_shard(store.read(shard_uri(root, shard)))
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """The same safetensors bytes with the header keys sorted: safetensors orders them differently per process."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = header.encode() + b" " * (-len(header.encode()) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size :]
 
 
 def _metadata(data: bytes) -> dict[str, str]:
