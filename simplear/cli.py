@@ -10,6 +10,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("simplear.generate", "generate images from prompts"),
     "tokenize": ("simplear.data.tokenize_command", "turn meta files into token shards in the store"),
     "train": ("simplear.train.train_command", "pretrain or fine-tune on token shards"),
+    "evaluate": ("simplear.eval.evaluate_command", "GenEval / DPG-Bench prompts to images in their own layout"),
     "serve": ("simplear.serve.serve_command", "serve a model over REST: KServe v1/v2 and OpenAI images"),
 }
 

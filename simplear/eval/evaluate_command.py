@@ -1,0 +1,53 @@
+"""`simplear evaluate`: GenEval or DPG-Bench prompts to images in the benchmark's own layout; shapes runs scored."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict
+
+from simplear.cli_args import add_model_arguments, add_sampling_arguments, model_from_args, sampling_from_args
+from simplear.eval.dpg_run import read_dpg_prompts, run_dpg
+from simplear.eval.geneval_layout import PromptFileError, read_geneval_prompts
+from simplear.eval.geneval_run import run_geneval
+from simplear.sampling.sampler import Sampler
+from simplear.store import Store, StoreError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `simplear evaluate`; RANK and WORLD_SIZE come from the environment."""
+    parser.add_argument("--benchmark", choices=("geneval", "dpg"), default="geneval")
+    parser.add_argument("--prompts", required=True,
+                        help="geneval: evaluation_metadata.jsonl; dpg: a folder of <id>.txt (path or store URI)")
+    parser.add_argument("--out", required=True, help="output folder (path or store URI)")
+    parser.add_argument("--n", type=int, default=4, help="images per prompt (GenEval; DPG always tiles 4)")
+    parser.add_argument("--score-shapes", action="store_true", help="score with the exact shapes scorer (rank 0)")
+    parser.add_argument("--no-progress", action="store_true")
+    add_model_arguments(parser)
+    add_sampling_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate this rank's part; rank 0 prints the shapes summary when asked to score."""
+    sampling = sampling_from_args("evaluate", args)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if args.n < 1 or args.batch_size < 1 or not 0 <= rank < world:
+        raise SystemExit("simplear evaluate: need --n >= 1, --batch-size >= 1 and 0 <= RANK < WORLD_SIZE")
+    store = Store()
+    try:
+        prompts = read_geneval_prompts(store, args.prompts) if args.benchmark == "geneval" \
+            else read_dpg_prompts(store, args.prompts)
+    except (PromptFileError, ValueError, StoreError) as err:
+        raise SystemExit(f"simplear evaluate: {err}") from None
+    model, tokenizer, vision = model_from_args("evaluate", args)
+    sampler, grid = Sampler(model), vision.grid
+    progress = not args.no_progress
+    if args.benchmark == "dpg":
+        run_dpg(sampler, tokenizer, prompts, args.out, sampling, grid, args.batch_size, rank, world, store, progress)
+        return 0
+    summary = run_geneval(sampler, tokenizer, prompts, args.out, args.n, sampling, grid, args.batch_size, rank,
+                          world, args.score_shapes, store, progress=progress)
+    if summary is not None:
+        print(json.dumps({"per_tag": asdict(summary)["per_tag"], "overall": summary.overall}))
+    return 0

@@ -1,0 +1,110 @@
+"""`simplear evaluate`: GenEval and DPG-Bench layouts, rank splitting, resume, and exact shapes scoring."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simplear.config import SamplingConfig, get_preset
+from simplear.data.shapes import make_eval_prompts, render_metadata
+from simplear.eval.dpg_run import run_dpg
+from simplear.eval.geneval_layout import PromptFileError, read_geneval_prompts, write_prompt_folder
+from simplear.eval.geneval_run import run_geneval
+from simplear.eval.shapes_scoring import score_shapes_run
+from simplear.model.simplear_lm import SimpleARModel
+from simplear.sampling.sampler import Sampler
+from simplear.store import Store
+from simplear.vision import PaletteTokenizer
+
+PROMPTS = make_eval_prompts(1, seed=3)
+
+
+@pytest.fixture(scope="module")
+def sampler() -> Sampler:
+    """A random tiny model's sampler."""
+    return Sampler(SimpleARModel.random_init(get_preset("tiny"), seed=0))
+
+
+def _run(sampler: Sampler, out: Path, rank: int = 0, world: int = 1, score: bool = False) -> object:
+    return run_geneval(sampler, PaletteTokenizer(), PROMPTS, str(out), 2, SamplingConfig(seed=5), 16, 8,
+                       rank, world, score_shapes=score, progress=False, wait_timeout_s=5)
+
+
+def test_geneval_layout_is_the_official_one(sampler: Sampler, tmp_path: Path) -> None:
+    """NNNNN/metadata.jsonl holds the prompt's metadata; samples/NNNN.png and grid.png hold the images."""
+    _run(sampler, tmp_path / "out")
+    for i, metadata in enumerate(PROMPTS):
+        folder = tmp_path / "out" / f"{i:05d}"
+        assert json.loads((folder / "metadata.jsonl").read_text()) == metadata
+        assert sorted(p.name for p in (folder / "samples").iterdir()) == ["0000.png", "0001.png"]
+        assert Image.open(folder / "grid.png").size == (128, 64)
+
+
+def test_two_ranks_make_what_one_makes_and_a_rerun_resumes(sampler: Sampler, tmp_path: Path) -> None:
+    """Ranks split the prompts; per-image seeds make the union equal one rank's run; complete folders are kept."""
+    _run(sampler, tmp_path / "one")
+    _run(sampler, tmp_path / "two", rank=1, world=2)
+    assert not (tmp_path / "two" / "00000").exists() and (tmp_path / "two" / "00001").exists()
+    _run(sampler, tmp_path / "two", rank=0, world=2)
+    for i in range(len(PROMPTS)):
+        for j in range(2):
+            name = f"{i:05d}/samples/{j:04d}.png"
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+    kept = tmp_path / "one" / "00000" / "samples" / "0000.png"
+    before = kept.stat().st_mtime_ns
+    (tmp_path / "one" / "00003" / "metadata.jsonl").unlink()
+    _run(sampler, tmp_path / "one")
+    assert kept.stat().st_mtime_ns == before
+    assert (tmp_path / "one" / "00003" / "metadata.jsonl").exists()
+
+
+def test_exact_scorer_gives_ground_truth_full_marks(tmp_path: Path) -> None:
+    """Folders holding the rendered ground truth score 1.0 on every tag; blank images score 0."""
+    store, rng = Store(), np.random.default_rng(0)
+    for i, metadata in enumerate(PROMPTS):
+        truth = Image.fromarray(render_metadata(metadata, rng).image)
+        write_prompt_folder(store, str(tmp_path / "truth"), i, metadata, [truth, truth])
+        write_prompt_folder(store, str(tmp_path / "blank"), i, metadata, [Image.new("RGB", (64, 64), "white")] * 2)
+    truth_summary = score_shapes_run(store, str(tmp_path / "truth"), PROMPTS)
+    assert truth_summary.overall == 1.0 and set(truth_summary.per_tag.values()) == {1.0}
+    assert score_shapes_run(store, str(tmp_path / "blank"), PROMPTS).overall == 0.0
+    lines = (tmp_path / "truth" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * len(PROMPTS) and json.loads(lines[0])["filename"] == "00000/samples/0000.png"
+    assert json.loads((tmp_path / "truth" / "summary.json").read_text())["overall"] == 1.0
+
+
+def test_rank_zero_scores_after_every_folder_exists(sampler: Sampler, tmp_path: Path) -> None:
+    """Rank 0 times out naming missing folders until the other rank has written them, then scores."""
+    with pytest.raises(TimeoutError, match="still missing"):
+        _run(sampler, tmp_path / "out", rank=0, world=2, score=True)
+    _run(sampler, tmp_path / "out", rank=1, world=2)
+    summary = _run(sampler, tmp_path / "out", rank=0, world=2, score=True)
+    assert set(summary.per_tag) == {p["tag"] for p in PROMPTS}
+
+
+def test_dpg_writes_four_images_tiled(sampler: Sampler, tmp_path: Path) -> None:
+    """Each <id>.txt becomes <id>.png with four images in a 2x2 tile."""
+    run_dpg(sampler, PaletteTokenizer(), {"a1": "a red circle", "b2": "two crosses"}, str(tmp_path),
+            SamplingConfig(), 16, 8, progress=False)
+    assert Image.open(tmp_path / "a1.png").size == (128, 128) and (tmp_path / "b2.png").exists()
+
+
+def test_bad_prompt_files_name_file_and_line(tmp_path: Path) -> None:
+    """Broken JSON or a missing prompt is reported with its line; the CLI exits with one line."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a circle", "tag": "x"}\n{"tag": "y"}\n')
+    with pytest.raises(PromptFileError, match="bad.jsonl:2"):
+        read_geneval_prompts(Store(), str(bad))
+    done = subprocess.run(
+        [sys.executable, "-m", "simplear.cli", "evaluate", "--prompts", str(bad), "--out", str(tmp_path / "o"),
+         "--random-init"], capture_output=True, text=True, timeout=300, env=dict(os.environ),
+    )
+    assert done.returncode != 0 and "bad.jsonl:2" in done.stderr and "Traceback" not in done.stderr
