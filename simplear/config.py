@@ -305,3 +305,45 @@ class TrainConfig(Strict):
             raise ValueError("sft fine-tunes a model: set init 'checkpoint' (or 'text_lm') and init_from")
         get_preset(self.preset)
         return self
+
+
+class ServeBatching(Strict):
+    """Dynamic batching of the model server: how images are grouped into sampler calls and how long they may wait."""
+
+    max_batch: int = Field(default=16, gt=0, description="images decoded in one sampler call; 1 turns batching off")
+    window_ms: float = Field(
+        default=10.0, ge=0.0, le=10_000.0, description="how long the oldest waiting image waits for others to join"
+    )
+    queue_limit: int = Field(default=256, gt=0, description="images waiting to be decoded; beyond it requests get 503")
+    deadline_s: float = Field(default=300.0, gt=0.0, description="a request not answered by then is cancelled: 504")
+
+
+class ServeLimits(Strict):
+    """What one request may ask of the model server; anything beyond is answered 400."""
+
+    max_images_per_request: int = Field(default=8, gt=0)
+    max_prompt_chars: int = Field(default=4000, gt=0)
+    max_prompt_tokens: int = Field(default=512, gt=0, description="tokens of the formatted prompt the model reads")
+    resolutions: tuple[int, ...] = Field(default=(), description="pixels per side served; empty = the checkpoint's")
+
+
+class ServeConfig(Strict):
+    """`simplear serve`: where the model comes from, where the server listens, batching and request limits."""
+
+    model_name: str = Field(default="simplear", pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+    model_dir: str = Field(default="/mnt/models", description="checkpoint directory or store URI")
+    random_init: bool = Field(default=False, description="random weights of `preset` instead of model_dir")
+    preset: str = Field(default="tiny", description="shape of a random init; vision of a checkpoint without vision.json")
+    vision_checkpoint: str | None = Field(default=None, description="Cosmos tokenizer directory or URI")
+    codes_only: bool = Field(default=False, description="answer visual codes, load no visual tokenizer")
+    engine: Literal["torch"] = "torch"
+    device: str | None = Field(default=None, description="None = cuda when available, else cpu")
+    host: str = Field(default="127.0.0.1", description="address the HTTP server binds")
+    http_port: int = Field(default=8080, gt=0, lt=65536)
+    batching: ServeBatching = ServeBatching()
+    limits: ServeLimits = ServeLimits()
+
+    @model_validator(mode="after")
+    def _known_preset(self) -> ServeConfig:
+        get_preset(self.preset)
+        return self

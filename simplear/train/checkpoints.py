@@ -1,0 +1,86 @@
+"""Training checkpoints in the store: each rank uploads its files, rank 0 the manifest last; resume takes the newest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+from simplear.store import ARTIFACT_FORMAT, COPY_CHUNK, MANIFEST, Store, join
+from simplear.train import distributed
+
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+NOT_UPLOADED = frozenset({"training_args.bin"})
+"""Trainer files resume does not read (a pickle of the run's arguments)."""
+
+
+def checkpoints_uri(output: str) -> str:
+    """Where a run's checkpoints live in the store."""
+    return join(output, CHECKPOINTS_DIR)
+
+
+def checkpoint_uri(output: str, step: int) -> str:
+    """URI of a run's checkpoint after optimizer step `step`."""
+    return join(checkpoints_uri(output), f"checkpoint-{step}")
+
+
+def latest_checkpoint(store: Store, output: str) -> tuple[int, str] | None:
+    """Step and URI of the newest complete checkpoint of a run (those without a manifest are ignored)."""
+    found = []
+    for uri in store.list_artifacts(checkpoints_uri(output)):
+        match = CHECKPOINT_NAME.fullmatch(uri.rstrip("/").rsplit("/", 1)[-1])
+        if match:
+            found.append((int(match.group(1)), uri))
+    return max(found) if found else None
+
+
+def _local_files(directory: Path) -> list[str]:
+    """Sorted POSIX paths, relative to directory, of the files to upload."""
+    files = (p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
+    return sorted(rel for rel in files if rel not in NOT_UPLOADED and rel != MANIFEST)
+
+
+def _upload(store: Store, source: Path, uri: str) -> dict:
+    """Stream one file to uri; its manifest entry (path filled in by the caller)."""
+    digest, size = hashlib.sha256(), 0
+    with source.open("rb") as f, store.open(uri, "wb") as sink:
+        while chunk := f.read(COPY_CHUNK):
+            digest.update(chunk)
+            sink.write(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def publish_checkpoint(store: Store, local_dir: Path, uri: str) -> dict | None:
+    """Upload a checkpoint every rank holds part of; returns the manifest on rank 0, None elsewhere.
+
+    Each rank lists the files it holds; a file held by several ranks (a shared disk) is uploaded by the lowest
+    of them. After every rank has uploaded its share, rank 0 writes the manifest, which makes the checkpoint
+    complete; a crash before that leaves files the resume ignores.
+    """
+    if distributed.rank() == 0:
+        store.delete(join(uri, MANIFEST))
+    held = distributed.all_gather(_local_files(local_dir) if local_dir.is_dir() else [])
+    owner: dict[str, int] = {}
+    for holder, paths in enumerate(held):
+        for path in paths:
+            owner.setdefault(path, holder)
+    mine = [path for path, holder in owner.items() if holder == distributed.rank()]
+    entries = [{"path": path, **_upload(store, local_dir / path, join(uri, path))} for path in mine]
+    uploaded = distributed.all_gather(entries)
+    if distributed.rank() != 0:
+        return None
+    files = sorted((entry for entries in uploaded for entry in entries), key=lambda entry: entry["path"])
+    manifest = {"format": ARTIFACT_FORMAT, "files": files}
+    store.write(join(uri, MANIFEST), (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    return manifest
+
+
+def fetch_checkpoint(store: Store, uri: str, local_dir: Path) -> Path:
+    """Download a complete checkpoint (every rank takes all of it) into local_dir, replacing what is there."""
+    shutil.rmtree(local_dir, ignore_errors=True)
+    store.get_artifact(uri, local_dir)
+    return local_dir

@@ -1,0 +1,32 @@
+"""Batches of training examples: right padding, attention mask, and labels only where the target is a visual code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from simplear.model.vocab import VisualVocab
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class CodeCollator:
+    """Right-pads `input_ids` with `pad_id`; labels are the visual-code ids, IGNORE_INDEX on prompt and padding."""
+
+    vocab: VisualVocab
+    pad_id: int
+
+    def __call__(self, examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """input_ids, attention_mask and labels [batch, longest example]."""
+        longest = max(len(example["input_ids"]) for example in examples)
+        input_ids = torch.full((len(examples), longest), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(examples), longest), dtype=torch.long)
+        for row, example in enumerate(examples):
+            ids = example["input_ids"]
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        is_code = (input_ids >= self.vocab.offset) & (input_ids < self.vocab.end) & attention_mask.bool()
+        labels = torch.where(is_code, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
