@@ -8,6 +8,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("simplear.generate", "generate images from prompts"),
+    "shapes": ("simplear.data.shapes_command", "write the synthetic shapes dataset and its held-out prompts"),
     "tokenize": ("simplear.data.tokenize_command", "turn meta files into token shards in the store"),
     "train": ("simplear.train.train_command", "pretrain or fine-tune on token shards"),
     "evaluate": ("simplear.eval.evaluate_command", "GenEval / DPG-Bench prompts to images in their own layout"),

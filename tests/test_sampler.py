@@ -128,3 +128,17 @@ def test_top_k_one_is_greedy(model: SimpleARModel) -> None:
     k1 = sampler.generate([Request(CAPTIONS[2], SamplingConfig(seed=9, top_k=1))], 32)
     greedy = sampler.generate([Request(CAPTIONS[2], SamplingConfig(seed=4, temperature=0.0))], 32)
     assert torch.equal(k1, greedy)
+
+
+def test_sample_returns_the_log_probability_of_each_code(model: SimpleARModel) -> None:
+    """Each code's log-probability is that of the guided distribution it was drawn from, per transformers."""
+    params = SamplingConfig(seed=3, cfg_scale=2.5, negative_prompt="blurry")
+    samples = Sampler(model).sample([Request(CAPTIONS[0], params)], 6)
+    assert torch.equal(samples.codes, Sampler(model).generate([Request(CAPTIONS[0], params)], 6))
+    cond, uncond = model.encode_prompts([t2i_prompt(CAPTIONS[0]), negative_prompt("blurry")])
+    codes = model.vocab.to_ids(samples.codes[0])
+    with torch.no_grad():
+        rows = [model.lm(torch.cat([torch.tensor(p), codes])[None]).logits[0, len(p) - 1 : -1] for p in (cond, uncond)]
+    guided = guided_logprobs(torch.stack(rows)[..., model.vocab.offset : model.vocab.end], torch.tensor([2.5]), True)
+    expected = guided[0].log_softmax(-1).gather(1, samples.codes[0][:, None]).squeeze(1)
+    torch.testing.assert_close(samples.logprobs[0], expected, atol=1e-4, rtol=1e-4)

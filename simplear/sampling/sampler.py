@@ -17,6 +17,14 @@ from simplear.sampling.rng import uniform
 from simplear.sampling.sjd import SJDStats, jacobi_decode
 
 
+@dataclass(frozen=True)
+class Samples:
+    """Sampled codes [B, N] and the log-probability [B, N] each had under the distribution it was drawn from."""
+
+    codes: torch.Tensor
+    logprobs: torch.Tensor
+
+
 @dataclass
 class DecodeState:
     """Everything one decode step reads and writes, at fixed addresses so a CUDA graph can replay it."""
@@ -24,6 +32,7 @@ class DecodeState:
     batch: PromptBatch
     cache: KVCache
     codes: torch.Tensor
+    logprobs: torch.Tensor
     noise: torch.Tensor
     step: torch.Tensor
     graphs: StepGraphs | None
@@ -48,15 +57,19 @@ class Sampler:
         self._state: DecodeState | None = None
         self._key: tuple | None = None
 
-    @torch.inference_mode()
     def generate(self, requests: list[Request], num_codes: int, progress: bool = False) -> torch.Tensor:
         """Codes [len(requests), num_codes], each request drawn with its own seed, CFG scale and filters."""
+        return self.sample(requests, num_codes, progress).codes
+
+    @torch.inference_mode()
+    def sample(self, requests: list[Request], num_codes: int, progress: bool = False) -> Samples:
+        """Codes and their log-probabilities, each request drawn with its own seed, CFG scale and filters."""
         batch = build_batch(self.model, requests, self.device, pad_multiple=16 if self.cuda_graphs else 1)
         state = self._prepare(batch, num_codes)
         width = batch.ids.shape[1]
         cols = torch.arange(width, device=self.device).expand(batch.rows, -1)
         logits = self.decoder.forward(batch.ids, batch.positions, cols, state.cache, width, batch.real)
-        state.codes[:, 0] = self._pick(batch, logits[:, -1], state.noise[:, 0])
+        state.codes[:, 0], state.logprobs[:, 0] = self._pick(batch, logits[:, -1], state.noise[:, 0])
         state.step.fill_(1)
         for t in tqdm(range(1, num_codes), desc="decode", unit="tok", disable=not progress, leave=False):
             kv_len = self._attention_length(width + t, state.cache.max_len)
@@ -64,7 +77,7 @@ class Sampler:
                 self._step(state, kv_len)
             else:
                 state.graphs.run(kv_len, partial(self._step, state, kv_len))
-        return state.codes.to("cpu", copy=True)
+        return Samples(state.codes.to("cpu", copy=True), state.logprobs.to("cpu", copy=True))
 
     @torch.inference_mode()
     def generate_sjd(self, requests: list[Request], num_codes: int, window: int = 16) -> tuple[torch.Tensor, SJDStats]:
@@ -91,6 +104,7 @@ class Sampler:
             batch=batch,
             cache=self.decoder.new_cache(batch.rows, batch.ids.shape[1] + num_codes),
             codes=torch.zeros(batch.size, num_codes, dtype=torch.long, device=self.device),
+            logprobs=torch.zeros(batch.size, num_codes, dtype=torch.float32, device=self.device),
             noise=noise,
             step=torch.zeros((), dtype=torch.long, device=self.device),
             graphs=StepGraphs() if self.cuda_graphs else None,
@@ -106,16 +120,18 @@ class Sampler:
         positions = (b.lengths + (t - 1))[:, None]
         cols = (t + (b.ids.shape[1] - 1)).expand(b.rows, 1)
         logits = self.decoder.forward(ids, positions, cols, state.cache, kv_len)
-        code = self._pick(b, logits[:, 0], state.noise.index_select(1, t.view(1)).squeeze(1))
+        code, logprob = self._pick(b, logits[:, 0], state.noise.index_select(1, t.view(1)).squeeze(1))
         state.codes.index_copy_(1, t.view(1), code[:, None])
+        state.logprobs.index_copy_(1, t.view(1), logprob[:, None])
         t.add_(1)
 
     @staticmethod
-    def _pick(batch: PromptBatch, logits: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Guided, filtered draw of one code per request from code logits [rows, codes] at uniforms `noise`."""
+    def _pick(batch: PromptBatch, logits: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Guided, filtered draw of one code per request from code logits [rows, codes], and its log-probability."""
         logprobs = guided_logprobs(logits, batch.cfg_scale, batch.with_uncond)
         probs = target_probs(logprobs, batch.temperature, batch.top_k, batch.top_p, batch.modes)
-        return categorical(probs, noise)
+        code = categorical(probs, noise)
+        return code, (probs.gather(1, code[:, None]).squeeze(1) / probs.sum(dim=-1)).log()
 
 
 def _copy_into(static: PromptBatch, new: PromptBatch) -> None:
