@@ -57,6 +57,11 @@ class Sampler:
         self._state: DecodeState | None = None
         self._key: tuple | None = None
 
+    def reload_weights(self) -> None:
+        """Take the model's current weights: the decoder keeps fused copies, so rebuild it and drop captured graphs."""
+        self.decoder = Decoder(self.model.lm, self.model.vocab)
+        self._state, self._key = None, None
+
     def generate(self, requests: list[Request], num_codes: int, progress: bool = False) -> torch.Tensor:
         """Codes [len(requests), num_codes], each request drawn with its own seed, CFG scale and filters."""
         return self.sample(requests, num_codes, progress).codes
