@@ -317,6 +317,12 @@ class ServeBatching(Strict):
     queue_limit: int = Field(default=256, gt=0, description="images waiting to be decoded; beyond it requests get 503")
     deadline_s: float = Field(default=300.0, gt=0.0, description="a request not answered by then is cancelled: 504")
 
+    @model_validator(mode="after")
+    def _window_within_deadline(self) -> ServeBatching:
+        if self.window_ms / 1000.0 >= self.deadline_s:
+            raise ValueError(f"batch window {self.window_ms:g} ms must be shorter than deadline {self.deadline_s:g} s")
+        return self
+
 
 class ServeLimits(Strict):
     """What one request may ask of the model server; anything beyond is answered 400."""
@@ -333,12 +339,12 @@ class ServeConfig(Strict):
     model_name: str = Field(default="simplear", pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
     model_dir: str = Field(default="/mnt/models", description="checkpoint directory or store URI")
     random_init: bool = Field(default=False, description="random weights of `preset` instead of model_dir")
-    preset: str = Field(default="tiny", description="shape of a random init; vision of a checkpoint without vision.json")
+    preset: str = Field(default="tiny", description="random init's shape; vision of a checkpoint without vision.json")
     vision_checkpoint: str | None = Field(default=None, description="Cosmos tokenizer directory or URI")
     codes_only: bool = Field(default=False, description="answer visual codes, load no visual tokenizer")
     engine: Literal["torch"] = "torch"
     device: str | None = Field(default=None, description="None = cuda when available, else cpu")
-    host: str = Field(default="127.0.0.1", description="address the HTTP server binds")
+    hosts: tuple[str, ...] = Field(default=("127.0.0.1",), min_length=1, description="addresses the server binds")
     http_port: int = Field(default=8080, gt=0, lt=65536)
     batching: ServeBatching = ServeBatching()
     limits: ServeLimits = ServeLimits()
@@ -347,3 +353,110 @@ class ServeConfig(Strict):
     def _known_preset(self) -> ServeConfig:
         get_preset(self.preset)
         return self
+
+
+class RewardSpec(Strict):
+    """One reward of a GRPO run: its registered name, its weight in the sum, and the checkpoints it reads."""
+
+    name: str = Field(description="a registered reward: geneval_shapes, clip or aesthetic")
+    weight: float = 1.0
+    clip_model: str | None = Field(default=None, description="CLIP directory or store URI (clip, aesthetic)")
+    aesthetic_head: str | None = Field(
+        default=None, description="LAION aesthetic MLP as safetensors, path or store URI (aesthetic)"
+    )
+    batch_size: int = Field(default=32, gt=0, description="images scored together on the device")
+
+
+class GRPOTrainConfig(Strict):
+    """GRPO from an SFT model: CFG rollouts in groups, group-normalised advantages, clipped ratio, optional KL.
+
+    Defaults are the original SimpleAR's: lr 1e-6, cosine to 0.1 of it after a 10% warmup, 4 generations per
+    prompt, temperature 1.0; the KL coefficient `beta` is 0 (no reference model) unless set.
+    """
+
+    stage: Literal["grpo"] = "grpo"
+    prompts: str = Field(description="meta file (JSON, JSONL) or mixing YAML of captioned records, path or URI")
+    caption: Literal["short", "long", "mixed"] = Field(
+        default="mixed", description="which caption of a {short, long} record; mixed: one of the two per record"
+    )
+    output: str = Field(description="run root: checkpoints/, logs/, tensorboard/ and final/ go under it")
+    init_from: str = Field(description="the SFT model to start from: directory or store URI")
+    preset: str = Field(default="tiny", description="visual tokenizer of a model without vision.json")
+    vision_checkpoint: str | None = Field(default=None, description="Cosmos tokenizer; None = the model's")
+    rewards: tuple[RewardSpec, ...] = (RewardSpec(name="geneval_shapes"),)
+    rollout: Literal["in_process", "http"] = "in_process"
+    rollout_url: str | None = Field(default=None, description="base URL of the rollout server (rollout http)")
+    rollout_batch_size: int = Field(default=64, gt=0, description="images the in-process sampler decodes at once")
+    sampling: SamplingConfig = Field(
+        default=SamplingConfig(), description="rollout sampling; its seed is the base of every rollout's seed"
+    )
+    num_generations: int = Field(default=4, ge=2, description="images per prompt: one group")
+    batch_size: int = Field(default=16, gt=0, description="images per device per micro-step")
+    grad_accum: int = Field(default=1, gt=0)
+    num_iterations: int = Field(default=1, gt=0, description="optimizer passes over each batch of rollouts")
+    max_steps: int = Field(gt=0)
+    learning_rate: float = Field(default=1e-6, gt=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="cosine decays to this share of the peak")
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    beta: float = Field(default=0.0, ge=0, description="KL coefficient to the initial model; 0 loads no reference")
+    epsilon: float = Field(default=0.2, gt=0, description="the ratio is clipped to [1 - epsilon, 1 + epsilon_high]")
+    epsilon_high: float | None = Field(default=None, gt=0, description="None = epsilon")
+    loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "grpo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    precision: Literal["auto", "bf16", "fp32"] = Field(default="auto", description="auto: bf16 on GPU, fp32 on CPU")
+    gradient_checkpointing: bool = False
+    save_steps: int = Field(default=50, gt=0)
+    logging_steps: int = Field(default=1, gt=0)
+    tensorboard: bool = True
+    scratch: str | None = Field(default=None, description="local directory for this rank's files; None = temp dir")
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GRPOTrainConfig:
+        if self.rollout == "http" and not self.rollout_url:
+            raise ValueError("rollout 'http' needs rollout_url: the rollout server's base URL")
+        if self.sampling.temperature == 0:
+            raise ValueError("GRPO samples its groups: sampling.temperature must be above 0")
+        if (self.batch_size * self.grad_accum) % self.num_generations:
+            raise ValueError(
+                f"batch_size x grad_accum ({self.batch_size} x {self.grad_accum}) must hold whole groups of "
+                f"num_generations ({self.num_generations}) images"
+            )
+        if not self.rewards:
+            raise ValueError("GRPO needs at least one reward")
+        get_preset(self.preset)
+        return self
+
+
+class VllmEngineConfig(Strict):
+    """The vLLM rollout engine: memory, rows in flight, CFG pair admission and how new weights arrive."""
+
+    kv_cache_gib: int = Field(default=1, gt=0, description="KV cache on CPU (VLLM_CPU_KVCACHE_SPACE)")
+    gpu_memory_utilization: float = Field(default=0.5, gt=0.0, le=1.0, description="share of the GPU vLLM takes")
+    max_num_seqs: int = Field(default=256, ge=2, description="rows in flight; an image with CFG takes two")
+    max_model_len: int | None = Field(default=None, gt=0, description="prompt + codes; None = the model's positions")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(default="auto", description="auto: bf16 on GPU, fp32 on CPU")
+    enforce_eager: bool | None = Field(default=None, description="no CUDA graphs / compile; None = eager on CPU only")
+    scheduler: Literal["pair", "vllm"] = Field(
+        default="pair", description="pair: CFG pairs admitted together; vllm: vLLM's own (splits pairs, for comparison)"
+    )
+    weight_transfer: Literal["store", "nccl"] = Field(
+        default="store", description="store: reload from a saved checkpoint; nccl: broadcast from trainer rank 0 (GPU)"
+    )
+
+
+class RolloutServerConfig(Strict):
+    """`simplear rollout-server`: the policy it starts from, its engine, where it listens, what a request may ask."""
+
+    model: str = Field(description="checkpoint directory or store URI of the initial policy")
+    engine: Literal["torch", "vllm"] = "torch"
+    device: str | None = Field(default=None, description="None = cuda when available, else cpu")
+    host: str = Field(default="127.0.0.1", description="address the HTTP server binds")
+    port: int = Field(default=8000, gt=0, lt=65536)
+    max_images_per_request: int = Field(default=1024, gt=0)
+    max_prompt_chars: int = Field(default=2000, gt=0)
+    torch_batch_size: int = Field(default=64, gt=0, description="images per sampler call of the torch engine")
+    scratch: str | None = Field(default=None, description="where pushed weights are downloaded; None = a temp dir")
+    vllm: VllmEngineConfig = VllmEngineConfig()

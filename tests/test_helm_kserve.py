@@ -18,9 +18,26 @@ def test_predictor_runs_simplear_serve_on_the_serve_image() -> None:
     assert container["image"] == "ghcr.io/simplear/simplear-serve:0.1.0"
     command = container["command"] + container["args"]
     assert command == [
-        "simplear", "serve", "--model-name", "simplear", "--model-dir", "/mnt/models", "--http-port", "8080",
+        "simplear", "serve", "--model-name", "simplear", "--model-dir", "/mnt/models",
+        "--host", "$(POD_IP)", "--host", "127.0.0.1", "--http-port", "8080", "--deadline-s", "300",
     ]
     assert container["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_server_binds_the_pod_ip_from_the_downward_api_and_loopback() -> None:
+    """POD_IP comes from status.podIP; the server binds it and 127.0.0.1, never 0.0.0.0."""
+    (container,) = predictor()["containers"]
+    assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
+    hosts = [value for flag, value in zip(container["args"], container["args"][1:]) if flag == "--host"]
+    assert hosts == ["$(POD_IP)", "127.0.0.1"]
+    assert "0.0.0.0" not in container["args"]
+
+
+def test_server_deadline_follows_the_request_timeout() -> None:
+    """The server cancels a request at the same timeout the InferenceService gives it."""
+    spec = predictor(values={"kserve": {"timeoutSeconds": 120}})
+    (container,) = spec["containers"]
+    assert container["args"][container["args"].index("--deadline-s") + 1] == str(spec["timeout"]) == "120"
 
 
 def test_storage_initializer_downloads_the_checkpoint_from_the_checkpoint_bucket() -> None:

@@ -1,0 +1,48 @@
+"""What the server loads: the model (checkpoint directory, store URI or random init), engine and visual tokenizer."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import ValidationError
+
+from simplear.config import ServeConfig, ServeLimits, VisionConfig, get_preset
+from simplear.model.simplear_lm import SimpleARModel
+from simplear.serve.engine import build_engine
+from simplear.serve.images import ImageGenerator
+from simplear.vision import load_visual_tokenizer
+
+
+def load_generator(config: ServeConfig) -> tuple[ImageGenerator, tuple[int, ...]]:
+    """The image generator a serve config names, and the resolutions it serves (the first is the default)."""
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    preset = get_preset(config.preset)
+    if config.random_init:
+        model = SimpleARModel.random_init(preset, dtype=dtype)
+        model.lm.to(device)
+    else:
+        model = SimpleARModel.load(config.model_dir, dtype=dtype, device=device)
+    trained = model.vision or preset.vision
+    try:
+        vision = VisionConfig(**{**trained.model_dump(), "checkpoint": config.vision_checkpoint or trained.checkpoint})
+    except ValidationError as err:
+        raise ValueError(f"vision settings: {err}") from None
+    tokenizer = None if config.codes_only else load_visual_tokenizer(vision, device=device, encoder=False)
+    engine = build_engine(config.engine, model)
+    resolutions = served_resolutions(config.limits, vision, engine.max_positions)
+    return ImageGenerator(engine, vision, tokenizer, device), resolutions
+
+
+def served_resolutions(limits: ServeLimits, vision: VisionConfig, max_positions: int) -> tuple[int, ...]:
+    """The configured resolutions (default: the checkpoint's), each checked against the tokenizer and the context."""
+    resolutions = limits.resolutions or (vision.resolution,)
+    for resolution in resolutions:
+        if resolution <= 0 or resolution % vision.downsample:
+            raise ValueError(f"resolution {resolution} is not a positive multiple of {vision.downsample} px")
+        needed = limits.max_prompt_tokens + (resolution // vision.downsample) ** 2
+        if needed > max_positions:
+            raise ValueError(
+                f"resolution {resolution} needs {needed} positions with prompts of up to {limits.max_prompt_tokens} "
+                f"tokens; the model has {max_positions}: lower --max-prompt-tokens or the resolution"
+            )
+    return tuple(dict.fromkeys(resolutions))

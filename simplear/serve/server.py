@@ -1,0 +1,55 @@
+"""Run KServe's ModelServer for the SimpleAR model on given addresses, with the OpenAI route, errors and metrics."""
+
+from __future__ import annotations
+
+import socket
+
+from kserve import ModelServer
+from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+from kserve.model import BaseKServeModel
+from kserve.model_server import app
+from kserve.protocol.rest.server import RESTServer
+
+from simplear.serve.errors import install_error_handlers
+from simplear.serve.metrics import ServeMetrics, install_metrics_middleware
+from simplear.serve.model import SimpleARPredictor
+from simplear.serve.openai_route import openai_router
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (IPv4 or IPv6 literal, or a name), listening."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=2048)
+
+
+class HostModelServer(ModelServer):
+    """KServe's ModelServer, REST only, on the given addresses: KServe 0.21's RESTServer would bind 0.0.0.0."""
+
+    def __init__(self, hosts: tuple[str, ...], http_port: int) -> None:
+        super().__init__(http_port=http_port, enable_grpc=False, workers=1)
+        self.hosts = hosts
+
+    def start(self, models: list[BaseKServeModel]) -> None:
+        """Register the models, then run KServe's REST server on one socket per address until a signal stops it."""
+        self._register_and_check_atleast_one_model_is_ready(models)
+        self._rest_server = RESTServer(
+            FASTAPI_APP_IMPORT_STRING,
+            self.dataplane,
+            self.model_repository_extension,
+            self.http_port,
+            access_log_format=self.access_log_format,
+            grace_period=self.grace_period,
+            event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+        )
+        sockets = [listening_socket(host, self.http_port) for host in self.hosts]
+        self.register_signal_handler()
+        self._rest_server.run(sockets=sockets)
+
+
+def serve(model: SimpleARPredictor, metrics: ServeMetrics, hosts: tuple[str, ...], http_port: int) -> None:
+    """Serve a loaded model on every host at http_port until a signal stops the server."""
+    app.include_router(openai_router(model))
+    install_error_handlers(app)
+    install_metrics_middleware(app, metrics)
+    HostModelServer(hosts, http_port).start([model])
