@@ -142,3 +142,10 @@ def test_sample_returns_the_log_probability_of_each_code(model: SimpleARModel) -
     guided = guided_logprobs(torch.stack(rows)[..., model.vocab.offset : model.vocab.end], torch.tensor([2.5]), True)
     expected = guided[0].log_softmax(-1).gather(1, samples.codes[0][:, None]).squeeze(1)
     torch.testing.assert_close(samples.logprobs[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_prompts_past_the_position_limit_are_refused(model: SimpleARModel) -> None:
+    """Prompt plus codes longer than max_position_embeddings is a clear error, not silent garbage."""
+    long_caption = "a red circle " * 700
+    with pytest.raises(ValueError, match="exceeds the model's 2048 positions"):
+        Sampler(model).generate([Request(long_caption)], 256)

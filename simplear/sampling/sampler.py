@@ -69,7 +69,7 @@ class Sampler:
     @torch.inference_mode()
     def sample(self, requests: list[Request], num_codes: int, progress: bool = False) -> Samples:
         """Codes and their log-probabilities, each request drawn with its own seed, CFG scale and filters."""
-        batch = build_batch(self.model, requests, self.device, pad_multiple=16 if self.cuda_graphs else 1)
+        batch = self._batch(requests, num_codes, pad_multiple=16 if self.cuda_graphs else 1)
         state = self._prepare(batch, num_codes)
         width = batch.ids.shape[1]
         cols = torch.arange(width, device=self.device).expand(batch.rows, -1)
@@ -87,8 +87,17 @@ class Sampler:
     @torch.inference_mode()
     def generate_sjd(self, requests: list[Request], num_codes: int, window: int = 16) -> tuple[torch.Tensor, SJDStats]:
         """Codes by speculative Jacobi decoding: the same distribution as `generate`, fewer forward passes."""
-        batch = build_batch(self.model, requests, self.device)
+        batch = self._batch(requests, num_codes)
         return jacobi_decode(self.decoder, self.model.vocab, batch, num_codes, window)
+
+    def _batch(self, requests: list[Request], num_codes: int, pad_multiple: int = 1) -> PromptBatch:
+        """The prompt batch, refusing prompts whose codes would run past the model's positions."""
+        batch = build_batch(self.model, requests, self.device, pad_multiple)
+        limit = self.model.lm.config.max_position_embeddings
+        longest = int(batch.lengths.max())
+        if longest + num_codes > limit:
+            raise ValueError(f"a prompt of {longest} tokens plus {num_codes} codes exceeds the model's {limit} positions")
+        return batch
 
     def _attention_length(self, needed: int, max_len: int) -> int:
         """Keys a step attends over: exactly those filled, or a bucket of them when steps are replayed graphs."""
