@@ -12,6 +12,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("simplear.data.tokenize_command", "turn meta files into token shards in the store"),
     "train": ("simplear.train.train_command", "pretrain or fine-tune on token shards"),
     "evaluate": ("simplear.eval.evaluate_command", "GenEval / DPG-Bench prompts to images in their own layout"),
+    "jobs": ("simplear.platform.jobs_command", "list, describe, follow and cancel runs: local (default) or --cluster"),
+    "manifests": ("simplear.platform.manifests_command", "write the reference Kubernetes manifests of every stage"),
     "serve": ("simplear.serve.serve_command", "serve a model over REST: KServe v1/v2 and OpenAI images"),
 }
 

@@ -1,1 +1,1 @@
-"""Everything that talks to a cluster."""
+"""Running the stages: Kubernetes manifests (pure functions), the local and Kubernetes launchers, run inspection."""

@@ -1,0 +1,92 @@
+"""What the cluster's answers say: a PyTorchJob's phase, which of its pods failed first, an InferenceService's state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from simplear.platform.launcher import Phase, RunStatus
+
+TRAINING_CONTAINER = "pytorch"
+
+
+def _conditions_true(job: Any) -> list[Any]:
+    """The job's conditions whose status is True, in the order the operator wrote them."""
+    conditions = (job.status.conditions if job.status else None) or []
+    return [c for c in conditions if c.status == "True"]
+
+
+def job_status(job: Any) -> RunStatus:
+    """RunStatus of a KubeflowOrgV1PyTorchJob from its conditions: Failed and Succeeded win, then the latest."""
+    started = job.status.start_time if job.status else None
+    finished = job.status.completion_time if job.status else None
+    conditions = _conditions_true(job)
+    by_type = {c.type: c for c in conditions}
+    for kind, phase in (("Failed", Phase.FAILED), ("Succeeded", Phase.SUCCEEDED)):
+        if kind in by_type:
+            condition = by_type[kind]
+            return RunStatus(phase, condition.message or condition.reason or "", started=started,
+                             finished=finished or condition.last_transition_time)
+    if any(c.type == "Suspended" for c in conditions):
+        return RunStatus(Phase.PENDING, "suspended", started=started)
+    latest = conditions[-1] if conditions else None
+    if latest is not None and latest.type in ("Running", "Restarting"):
+        return RunStatus(Phase.RUNNING, latest.message or latest.reason or "", started=started)
+    return RunStatus(Phase.PENDING, latest.message if latest is not None and latest.message else "", started=started)
+
+
+@dataclass(frozen=True)
+class FailedPod:
+    """The pod whose training container failed first, and where its log of that failure is."""
+
+    name: str
+    exit_code: int | None
+    reason: str
+    previous: bool
+
+
+def _failure(pod: Any) -> tuple[datetime | None, FailedPod] | None:
+    """When and how this pod's training container failed (its current run, else the restarted one), or None."""
+    statuses = (pod.status.container_statuses if pod.status else None) or []
+    for status in statuses:
+        if status.name != TRAINING_CONTAINER:
+            continue
+        for state, previous in ((status.state, False), (status.last_state, True)):
+            ended = state.terminated if state else None
+            if ended is not None and ended.exit_code != 0:
+                return ended.finished_at, FailedPod(pod.metadata.name, ended.exit_code, ended.reason or "", previous)
+    if pod.status and pod.status.phase == "Failed":
+        return None, FailedPod(pod.metadata.name, None, pod.status.reason or "Failed", previous=False)
+    return None
+
+
+def failing_pod(pods: list[Any]) -> FailedPod | None:
+    """The first pod (by failure time) whose training container exited non-zero, or one the node failed."""
+    failures = [found for pod in pods if (found := _failure(pod)) is not None]
+    if not failures:
+        return None
+    timed = [f for f in failures if f[0] is not None]
+    return min(timed, key=lambda f: f[0])[1] if timed else failures[0][1]
+
+
+def isvc_state(isvc: dict) -> tuple[bool, str]:
+    """(ready, why not) of an InferenceService dict as KServeClient.get returns it."""
+    conditions = isvc.get("status", {}).get("conditions", [])
+    for condition in conditions:
+        if condition.get("type") == "Ready":
+            ready = str(condition.get("status", "")).lower() == "true"
+            return ready, "" if ready else condition.get("message") or condition.get("reason") or "not ready"
+    return False, "no Ready condition yet"
+
+
+def isvc_storage_uri(isvc: dict) -> str:
+    """The checkpoint an InferenceService serves: model.storageUri, or its kserve-container's STORAGE_URI."""
+    predictor = isvc.get("spec", {}).get("predictor", {})
+    if "model" in predictor:
+        return predictor["model"].get("storageUri", "")
+    for container in predictor.get("containers", []):
+        for variable in container.get("env", []):
+            if variable.get("name") == "STORAGE_URI":
+                return variable.get("value", "")
+    return ""

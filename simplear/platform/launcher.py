@@ -1,0 +1,81 @@
+"""The Launcher seam: start a stage run, follow it, wait for it, cancel it — on one machine or on Kubernetes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Literal, Protocol, runtime_checkable
+
+from simplear.platform.stage_spec import StageSpec
+
+
+class Phase(str, Enum):
+    """Where a run is in its life."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True once the run can no longer change."""
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """What names one run: its stage and name, where it runs and (on Kubernetes) its namespace."""
+
+    stage: str
+    name: str
+    backend: Literal["local", "kubernetes"]
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A run's phase, why it is there, and (once failed) which replica failed first and how."""
+
+    phase: Phase
+    message: str = ""
+    failed_replica: str | None = None
+    exit_code: int | None = None
+    started: datetime | None = None
+    finished: datetime | None = None
+
+
+class StageFailed(RuntimeError):
+    """A stage run ended without success; carries its status and the failing replica's last log lines."""
+
+    def __init__(self, handle: RunHandle, status: RunStatus, tail: list[str]) -> None:
+        self.handle, self.status, self.tail = handle, status, tail
+        replica = f" (replica {status.failed_replica})" if status.failed_replica else ""
+        head = f"stage {handle.stage} run {handle.name} {status.phase.value}{replica}"
+        if status.message:
+            head += f": {status.message}"
+        body = "".join(f"\n  | {line}" for line in tail) if tail else "\n  (no log lines)"
+        super().__init__(f"{head}\nlast log lines:{body}")
+
+
+@runtime_checkable
+class Launcher(Protocol):
+    """Starts stage runs and follows them; LocalLauncher and KubernetesLauncher implement it."""
+
+    def run(self, stage: str, spec: StageSpec) -> RunHandle:
+        """Start one run of `stage` as `spec` describes; returns at once."""
+
+    def status(self, handle: RunHandle) -> RunStatus:
+        """The run's current status."""
+
+    def logs(self, handle: RunHandle, follow: bool = False) -> Iterator[str]:
+        """Lines of the run's master (rank 0) log; with follow, until the run ends."""
+
+    def wait(self, handle: RunHandle, timeout: float) -> RunStatus:
+        """Block until the run succeeds (its status), fails (StageFailed) or timeout seconds pass (TimeoutError)."""
+
+    def cancel(self, handle: RunHandle) -> None:
+        """Stop the run and free what it holds."""

@@ -1,0 +1,53 @@
+"""What each stage runs: its `simplear` subcommand, node pool, container image and whether it runs ranks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from simplear.config import PoolName
+from simplear.platform.stage_spec import StageName, StageSpec
+
+ImageRole = Literal["base", "train", "rollout", "serve"]
+
+
+@dataclass(frozen=True)
+class StageKind:
+    """How one stage runs: subcommand, pool, image role, and whether it runs one rank per device."""
+
+    command: tuple[str, ...]
+    pool: PoolName
+    image: ImageRole
+    distributed: bool
+
+
+STAGES: dict[str, StageKind] = {
+    "shapes": StageKind(("shapes",), "cpu", "base", distributed=False),
+    "tokenize": StageKind(("tokenize",), "tokenize", "train", distributed=True),
+    "pretrain": StageKind(("train", "--stage", "pretrain"), "train", "train", distributed=True),
+    "sft": StageKind(("train", "--stage", "sft"), "train", "train", distributed=True),
+    "grpo": StageKind(("train", "--stage", "grpo"), "train", "train", distributed=True),
+    "evaluate": StageKind(("evaluate",), "serve", "train", distributed=True),
+}
+
+
+def stage_kind(stage: str) -> StageKind:
+    """The stage called `stage`, or a clear error listing the known ones."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(STAGES)}")
+    return STAGES[stage]
+
+
+def checked_stage(stage: StageName | str, spec: StageSpec) -> StageKind:
+    """The stage's kind after checking that `spec` fits it; ValueError otherwise."""
+    kind = stage_kind(stage)
+    spec.check(stage, kind.distributed)
+    return kind
+
+
+def stage_arguments(stage: str, spec: StageSpec, rollout_url: str | None = None) -> list[str]:
+    """`simplear` arguments of one rank: subcommand, the spec's flags and, with a rollout server, its address."""
+    arguments = [*stage_kind(stage).command, *spec.args]
+    if rollout_url is not None:
+        arguments += ["--rollout", "http", "--rollout-url", rollout_url]
+    return arguments

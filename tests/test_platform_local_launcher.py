@@ -1,0 +1,181 @@
+"""LocalLauncher with real stage runs: ranks as torchrun would start them, logs, the store, failures, cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simplear.platform.launcher import Phase, RunHandle, StageFailed
+from simplear.platform.local_launcher import LocalLauncher
+from simplear.platform.local_process import local_status, process_alive
+from simplear.platform.local_runs import RunDir, list_runs
+from simplear.platform.local_supervisor import rank_env
+from simplear.platform.stage_spec import RolloutSpec, StageSpec
+from simplear.s3_server import EmbeddedS3
+from simplear.store import Store
+
+pytestmark = pytest.mark.slow
+TORCHRUN_VARIABLES = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                      "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT",
+                      "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS"}
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[LocalLauncher]:
+    """A LocalLauncher on a fresh runs directory; runs still going at the end are cancelled."""
+    local = LocalLauncher(tmp_path / "runs", poll_s=0.05, grace_s=5.0)
+    yield local
+    for run in list_runs(local.runs_dir):
+        if not local_status(run).phase.finished:
+            local.cancel(RunHandle(run.read_record().stage, run.name, "local"))
+
+
+def long_shapes(name: str, out: Path) -> StageSpec:
+    """A shapes run that would take many minutes: something to cancel."""
+    return StageSpec(name=name, args=("--out", str(out), "--n", "1000000"))
+
+
+def wait_until_running(launcher: LocalLauncher, handle: RunHandle) -> None:
+    """Block until the run's ranks have started."""
+    deadline = time.monotonic() + 60
+    while not (launcher.status(handle).phase == Phase.RUNNING and RunDir(launcher.runs_dir / handle.name).log(
+            "rank0").exists()):
+        assert time.monotonic() < deadline, "run did not start"
+        time.sleep(0.05)
+
+
+def test_rank_env_is_what_torchrun_sets() -> None:
+    """Each rank gets torchrun's variables; OMP_NUM_THREADS is capped at 1 with several ranks unless set."""
+    env = rank_env({"PATH": "/bin"}, rank=1, world=4, master_port=29511, run="pretrain-1")
+    assert TORCHRUN_VARIABLES <= set(env)
+    assert (env["RANK"], env["LOCAL_RANK"], env["WORLD_SIZE"], env["LOCAL_WORLD_SIZE"]) == ("1", "1", "4", "4")
+    assert (env["MASTER_ADDR"], env["MASTER_PORT"], env["OMP_NUM_THREADS"]) == ("127.0.0.1", "29511", "1")
+    assert rank_env({"OMP_NUM_THREADS": "8"}, 0, 2, 1, "r")["OMP_NUM_THREADS"] == "8"
+    assert "OMP_NUM_THREADS" not in rank_env({}, 0, 1, 1, "r")
+
+
+def test_shapes_run_writes_to_the_store_and_copies_its_logs(tmp_path: Path, s3_server: EmbeddedS3,
+                                                            s3_store: tuple[Store, str]) -> None:
+    """A real stage writes its dataset to S3; its log lands under the log URI once it ends."""
+    store, bucket = s3_store
+    launcher = LocalLauncher(tmp_path / "runs", log_uri=f"{bucket}/logs", env={**os.environ, **s3_server.env()},
+                             poll_s=0.05)
+    handle = launcher.run("shapes", StageSpec(name="shapes-1", args=("--out", f"{bucket}/shapes", "--n", "6",
+                                                                      "--eval-per-tag", "1")))
+    assert launcher.status(handle).phase in (Phase.PENDING, Phase.RUNNING)
+    status = launcher.wait(handle, timeout=120)
+    assert status.phase == Phase.SUCCEEDED and status.exit_code == 0
+    assert status.started is not None and status.finished is not None and status.finished >= status.started
+    (summary,) = list(launcher.logs(handle))
+    assert json.loads(summary)["meta"] == f"{bucket}/shapes/meta.jsonl"
+    assert len(store.read(f"{bucket}/shapes/meta.jsonl").decode().splitlines()) == 6
+    assert store.read(f"{bucket}/logs/shapes-1/rank0.log").decode().strip() == summary
+    assert store.exists(f"{bucket}/logs/shapes-1/supervisor.log")
+
+
+def test_ranks_split_the_work_as_under_torchrun(launcher: LocalLauncher, tmp_path: Path) -> None:
+    """tokenize with two ranks: each rank sees RANK/WORLD_SIZE, takes its shards; rank 0 writes the manifest."""
+    data = tmp_path / "shapes"
+    launcher.wait(launcher.run("shapes", StageSpec(name="data", args=("--out", str(data), "--n", "8"))), 120)
+    handle = launcher.run("tokenize", StageSpec(name="tok", procs_per_node=2, args=(
+        "--meta", str(data / "meta.jsonl"), "--output", str(tmp_path / "tokens"), "--shard-size", "2",
+        "--no-progress")))
+    assert launcher.wait(handle, timeout=300).phase == Phase.SUCCEEDED
+    run = RunDir(launcher.runs_dir / "tok")
+    assert "rank 1/2 done: 2 shards tokenized" in run.log("rank1").read_text()
+    assert "rank 0/2 done: 2 shards tokenized" in run.log("rank0").read_text()
+    manifest = json.loads((tmp_path / "tokens" / "manifest.json").read_text())
+    assert {f["path"] for f in manifest["files"]} >= {"ranks/rank-00000.json", "ranks/rank-00001.json"}
+    assert (manifest["tokens"]["num_shards"], manifest["tokens"]["num_records"]) == (4, 8)
+
+
+def test_a_failing_stage_raises_with_its_last_log_lines(launcher: LocalLauncher, tmp_path: Path) -> None:
+    """StageFailed names stage, run, phase and replica and carries the tail of the failing rank's log."""
+    handle = launcher.run("tokenize", StageSpec(name="broken", args=(
+        "--meta", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "tokens"))))
+    with pytest.raises(StageFailed) as failure:
+        launcher.wait(handle, timeout=120)
+    error = failure.value
+    assert error.status.phase == Phase.FAILED and error.status.failed_replica == "rank0"
+    assert error.status.exit_code == 1 and error.status.message == "rank 0 exited with 1"
+    assert any("simplear tokenize: error" in line and "missing.jsonl" in line for line in error.tail)
+    assert str(error).startswith("stage tokenize run broken Failed (replica rank0): rank 0 exited with 1")
+
+
+def test_cancel_stops_the_whole_process_group(launcher: LocalLauncher, tmp_path: Path) -> None:
+    """A long run is cancelled: supervisor and ranks are gone, the run is recorded Cancelled, wait raises."""
+    handle = launcher.run("shapes", long_shapes("long", tmp_path / "out"))
+    wait_until_running(launcher, handle)
+    group = RunDir(launcher.runs_dir / "long").read_record().pid
+    launcher.cancel(handle)
+    assert launcher.status(handle).phase == Phase.CANCELLED
+    assert not process_alive(group)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)
+    with pytest.raises(StageFailed, match="stage shapes run long Cancelled"):
+        launcher.wait(handle, timeout=5)
+    launcher.cancel(handle)  # a second cancel changes nothing
+    assert launcher.status(handle).phase == Phase.CANCELLED
+
+
+def test_wait_times_out_on_a_run_still_going(launcher: LocalLauncher, tmp_path: Path) -> None:
+    """wait() gives up with TimeoutError naming the run; the run keeps going until cancelled."""
+    handle = launcher.run("shapes", long_shapes("slow", tmp_path / "out"))
+    with pytest.raises(TimeoutError, match="stage shapes run slow still (Pending|Running) after 0.3 s"):
+        launcher.wait(handle, timeout=0.3)
+    assert launcher.status(handle).phase == Phase.RUNNING
+
+
+def test_runs_outlive_the_launcher_that_started_them(tmp_path: Path) -> None:
+    """Another LocalLauncher on the same runs directory follows, waits for and lists the run."""
+    first = LocalLauncher(tmp_path / "runs", poll_s=0.05)
+    handle = first.run("shapes", StageSpec(name="kept", args=("--out", str(tmp_path / "s"), "--n", "2")))
+    del first
+    second = LocalLauncher(tmp_path / "runs", poll_s=0.05)
+    assert second.wait(handle, timeout=120).phase == Phase.SUCCEEDED
+    assert [run.name for run in list_runs(tmp_path / "runs")] == ["kept"]
+    assert RunDir(tmp_path / "runs" / "kept").read_record().spec.args[-1] == "2"
+
+
+def test_follow_streams_the_log_until_the_run_ends(launcher: LocalLauncher, tmp_path: Path) -> None:
+    """logs(follow=True) returns once the run has ended, with every line rank 0 wrote."""
+    handle = launcher.run("shapes", StageSpec(name="followed", args=("--out", str(tmp_path / "s"), "--n", "3")))
+    lines = list(launcher.logs(handle, follow=True))
+    assert launcher.status(handle).phase == Phase.SUCCEEDED
+    assert len(lines) == 1 and json.loads(lines[0])["meta"].endswith("meta.jsonl")
+
+
+def test_a_rollout_server_that_does_not_start_fails_the_run_before_any_rank(launcher: LocalLauncher,
+                                                                           tmp_path: Path) -> None:
+    """GRPO starts its rollout server first; when it dies the run fails on replica rollout with its log tail."""
+    spec = StageSpec(name="grpo-local", args=("--prompts", "p.jsonl", "--output", str(tmp_path / "g"),
+                                              "--init-from", str(tmp_path / "none"), "--max-steps", "1"),
+                     rollout=RolloutSpec(model=str(tmp_path / "no-such-model"), engine="torch"))
+    handle = launcher.run("grpo", spec)
+    record = RunDir(launcher.runs_dir / "grpo-local").read_record()
+    assert record.command[-4:] == ["--rollout", "http", "--rollout-url", record.rollout_url]
+    with pytest.raises(StageFailed) as failure:
+        launcher.wait(handle, timeout=180)
+    assert failure.value.status.failed_replica == "rollout"
+    assert failure.value.status.message == "rollout server exited while starting"
+    assert failure.value.tail
+    assert not RunDir(launcher.runs_dir / "grpo-local").log("rank0").exists()
+
+
+def test_bad_requests_are_refused_before_anything_starts(launcher: LocalLauncher, tmp_path: Path) -> None:
+    """Two nodes, an unknown stage, a name already used: clear errors, no process started."""
+    with pytest.raises(ValueError, match="a local run uses this one machine"):
+        launcher.run("pretrain", StageSpec(name="p", nodes=2))
+    with pytest.raises(ValueError, match="unknown stage 'finetune'"):
+        launcher.run("finetune", StageSpec(name="p"))
+    launcher.wait(launcher.run("shapes", StageSpec(name="twice", args=("--out", str(tmp_path / "a"), "--n", "1"))),
+                  120)
+    with pytest.raises(ValueError, match="a run named twice already exists"):
+        launcher.run("shapes", StageSpec(name="twice", args=("--out", str(tmp_path / "b"), "--n", "1")))
+    with pytest.raises(ValueError, match="is a kubernetes run, not a local one"):
+        launcher.status(RunHandle("shapes", "twice", "kubernetes", "ml"))
