@@ -1,0 +1,118 @@
+"""HttpRolloutClient: the RolloutClient seam over HTTP to `simplear rollout-server`, with retries and timeouts."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import requests
+import torch
+
+from simplear.model.simplear_lm import SimpleARModel
+from simplear.sampling.batch import Request
+from simplear.store import Store
+from simplear.train.rollout.client import Rollout
+from simplear.train.rollout.nccl_push import NcclWeightPush
+from simplear.train.rollout.store_push import StoreWeightPush
+
+
+class RolloutServerError(RuntimeError):
+    """The rollout server refused a request, or could not be reached or answered 5xx on every attempt."""
+
+
+class HttpRolloutClient:
+    """Rollouts from a rollout server; weights pushed through the store (or NCCL on GPU when `nccl` is given).
+
+    Connection errors, timeouts and 5xx answers are retried `attempts` times with exponential backoff; a 4xx is
+    not retried. Every call has a connect and a read timeout, so a dead server is an error, never a hang.
+    """
+
+    def __init__(
+        self, base_url: str, store: Store, weights_uri_prefix: str, timeout_s: float = 600.0, attempts: int = 3,
+        backoff_s: float = 1.0, connect_timeout_s: float = 5.0, nccl: NcclWeightPush | None = None,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {attempts}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s, self.attempts, self.backoff_s = timeout_s, attempts, backoff_s
+        self.connect_timeout_s = connect_timeout_s
+        self.weights = StoreWeightPush(store, weights_uri_prefix)
+        self.nccl = nccl
+
+    def health(self) -> dict[str, Any]:
+        """The server's /health answer."""
+        return self._call("GET", "/health")
+
+    def generate(self, requests: list[Request], num_codes: int) -> Rollout:
+        """Codes and log-probabilities per request; requests sharing sampling parameters go in one call.
+
+        The policy version is the oldest that drew any of them.
+        """
+        if not requests:
+            raise ValueError("no requests to sample")
+        codes, logprobs, versions = [], [], []
+        for _, run in itertools.groupby(requests, key=lambda r: r.params.model_dump(exclude={"seed"})):
+            group = list(run)
+            answer = self._call("POST", "/generate", _generate_body(group, num_codes))
+            shape = (len(group), num_codes)
+            codes.append(_tensor(answer["codes"], torch.long, shape, self.base_url))
+            logprobs.append(_tensor(answer["logprobs"], torch.float32, shape, self.base_url))
+            versions.append(int(answer["policy_version"]))
+        return Rollout(torch.cat(codes), torch.cat(logprobs), min(versions))
+
+    def push_weights(self, model: SimpleARModel) -> int:
+        """Make the server sample from `model`'s weights; returns the server's new policy version."""
+        if self.nccl is not None:
+            return self.nccl.push(model)
+        uri = self.weights.save(model)
+        version = int(self._call("POST", "/weights", {"uri": uri})["policy_version"])
+        self.weights.served_now(uri)
+        return version
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One API call with retries; RolloutServerError naming the URL and the last error when it cannot succeed."""
+        url = f"{self.base_url}{path}"
+        last = ""
+        for attempt in range(self.attempts):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = requests.request(method, url, json=body, timeout=(self.connect_timeout_s, self.timeout_s))
+            except (requests.ConnectionError, requests.Timeout) as err:
+                last = f"{type(err).__name__}: {_short(str(err))}"
+                continue
+            if response.status_code < 400:
+                return response.json()
+            last = f"HTTP {response.status_code}: {_short(_error_text(response))}"
+            if response.status_code < 500:
+                raise RolloutServerError(f"rollout server {url} refused the request: {last}")
+        raise RolloutServerError(f"rollout server {url} failed after {self.attempts} attempts; last error: {last}")
+
+
+def _generate_body(group: list[Request], num_codes: int) -> dict[str, Any]:
+    """One /generate body for requests that share every sampling parameter but the seed."""
+    params = group[0].params.model_dump(exclude={"seed"})
+    return {"prompts": [r.prompt for r in group], "n": 1, "num_codes": num_codes,
+            "seeds": [r.params.seed for r in group], **params}
+
+
+def _tensor(rows: list[list[float]], dtype: torch.dtype, shape: tuple[int, int], url: str) -> torch.Tensor:
+    """A response matrix as a tensor of the expected shape."""
+    tensor = torch.tensor(rows, dtype=dtype)
+    if tuple(tensor.shape) != shape:
+        raise RolloutServerError(f"rollout server {url} answered a {tuple(tensor.shape)} matrix, expected {shape}")
+    return tensor
+
+
+def _error_text(response: requests.Response) -> str:
+    """The server's `error` field, or the raw body."""
+    try:
+        return str(response.json().get("error", response.text))
+    except ValueError:
+        return response.text
+
+
+def _short(text: str, limit: int = 400) -> str:
+    """At most `limit` characters of an error message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
