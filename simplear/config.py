@@ -342,7 +342,7 @@ class ServeConfig(Strict):
     preset: str = Field(default="tiny", description="random init's shape; vision of a checkpoint without vision.json")
     vision_checkpoint: str | None = Field(default=None, description="Cosmos tokenizer directory or URI")
     codes_only: bool = Field(default=False, description="answer visual codes, load no visual tokenizer")
-    engine: Literal["torch"] = "torch"
+    engine: Literal["torch", "vllm"] = "torch"
     device: str | None = Field(default=None, description="None = cuda when available, else cpu")
     hosts: tuple[str, ...] = Field(default=("127.0.0.1",), min_length=1, description="addresses the server binds")
     http_port: int = Field(default=8080, gt=0, lt=65536)
@@ -395,6 +395,9 @@ class GRPOTrainConfig(Strict):
     grad_accum: int = Field(default=1, gt=0)
     num_iterations: int = Field(default=1, gt=0, description="optimizer passes over each batch of rollouts")
     max_steps: int = Field(gt=0)
+    max_minutes: float | None = Field(
+        default=None, gt=0, description="stop (with a checkpoint) once this process has trained this long"
+    )
     learning_rate: float = Field(default=1e-6, gt=0)
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="cosine decays to this share of the peak")
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)

@@ -20,7 +20,8 @@ from simplear.sampling.processing import SamplingModes, guided_logprobs, target_
 from simplear.sampling.sampler import Sampler
 from simplear.store import Store
 from simplear.train.rollout.http_client import HttpRolloutClient, RolloutServerError
-from simplear.train.rollout.server_process import RolloutServerProcess, free_port
+from simplear.child_server import free_port
+from simplear.train.rollout.server_process import RolloutServerProcess
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 120

@@ -13,7 +13,7 @@ from pathlib import Path
 from simplear.platform.launcher import Phase, RunHandle, RunStatus, StageFailed
 from simplear.platform.local_process import cancel_run, follow_lines, local_status, tail_lines
 from simplear.platform.local_runs import RunDir, RunRecord, default_runs_dir
-from simplear.platform.local_supervisor import free_port
+from simplear.child_server import free_port
 from simplear.platform.stage_spec import StageSpec
 from simplear.platform.stages import checked_stage, stage_arguments
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from simplear.child_server import free_port
 from simplear.platform.launcher import Phase
 from simplear.platform.local_runs import RunDir, RunRecord, RunResult
 
@@ -33,13 +33,6 @@ class Outcome:
     message: str = ""
     failed_replica: str | None = None
     exit_code: int | None = None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def rank_env(base: dict[str, str], rank: int, world: int, master_port: int, run: str) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -12,6 +14,7 @@ from simplear.model.prompt import t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request
 from simplear.sampling.sampler import Sampler
+from simplear.store import is_s3
 
 
 class Engine(Protocol):
@@ -45,11 +48,25 @@ class TorchEngine:
         return len(self._counter.encode(t2i_prompt(caption), add_special_tokens=False).ids)
 
 
-ENGINES: dict[str, Callable[[SimpleARModel], Engine]] = {"torch": TorchEngine}
+def vllm_engine(model: SimpleARModel, model_dir: str | None) -> Engine:
+    """vLLM with CFG pairs inside the engine; it reads a local checkpoint directory, written here if there is none."""
+    from simplear.config import VllmEngineConfig
+    from simplear.sampling.vllm_engine import VllmEngine
+
+    if model_dir is None or is_s3(model_dir) or not Path(model_dir).is_dir():
+        model_dir = tempfile.mkdtemp(prefix="simplear-vllm-model-")
+        model.save(model_dir)
+    return VllmEngine(model_dir, VllmEngineConfig(), device=model.lm.device.type)
 
 
-def build_engine(name: str, model: SimpleARModel) -> Engine:
-    """The engine called `name` over a loaded model."""
+ENGINES: dict[str, Callable[[SimpleARModel, str | None], Engine]] = {
+    "torch": lambda model, _model_dir: TorchEngine(model),
+    "vllm": vllm_engine,
+}
+
+
+def build_engine(name: str, model: SimpleARModel, model_dir: str | None = None) -> Engine:
+    """The engine called `name` over a loaded model (vLLM also reads `model_dir`, a local checkpoint)."""
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; known engines: {', '.join(ENGINES)}")
-    return ENGINES[name](model)
+    return ENGINES[name](model, model_dir)

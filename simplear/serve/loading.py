@@ -28,7 +28,7 @@ def load_generator(config: ServeConfig) -> tuple[ImageGenerator, tuple[int, ...]
     except ValidationError as err:
         raise ValueError(f"vision settings: {err}") from None
     tokenizer = None if config.codes_only else load_visual_tokenizer(vision, device=device, encoder=False)
-    engine = build_engine(config.engine, model)
+    engine = build_engine(config.engine, model, None if config.random_init else config.model_dir)
     resolutions = served_resolutions(config.limits, vision, engine.max_positions)
     return ImageGenerator(engine, vision, tokenizer, device), resolutions
 
