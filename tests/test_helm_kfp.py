@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import yaml
-
 from test_helm_render import chart_with_pipeline, objects, one
 
 TOKEN_DIR = "/var/run/secrets/kubeflow/pipelines"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import helm_python as helm
 import pytest
-
 from test_helm_render import CHART, NAMESPACE, VALUE_SETS, chart_for
 
 WARNING = 2

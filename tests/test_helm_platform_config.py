@@ -6,9 +6,9 @@ import json
 
 import pytest
 from pydantic import ValidationError
+from test_helm_render import CUSTOM_POOLS, NAMESPACE, VALUE_SETS, objects, one
 
 from simplear.config import PRESETS, NodePool, PlatformConfig
-from test_helm_render import CUSTOM_POOLS, NAMESPACE, VALUE_SETS, objects, one
 
 
 def platform_config(value_set: str) -> PlatformConfig:

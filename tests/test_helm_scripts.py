@@ -12,9 +12,9 @@ from pathlib import Path
 from types import ModuleType
 
 from minio import Minio
+from test_helm_render import CHART
 
 from simplear.s3_server import EmbeddedS3
-from test_helm_render import CHART
 
 SCRIPTS = CHART / "files" / "scripts"
 

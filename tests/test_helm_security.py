@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 import pytest
-
 from test_helm_render import VALUE_SETS, find, objects, parse, pod_specs, render_values
 
 SECRET_LIKE = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)

@@ -10,7 +10,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-
 from test_helm_render import VALUE_SETS, objects
 
 # The chart's kubeVersion floor (Chart.yaml) and the newest API schemas kubernetes-validate knows.

@@ -6,7 +6,6 @@ from typing import Any
 
 import helm_python as helm
 import pytest
-
 from test_helm_render import CHART, render_values
 
 SCHEMA_VIOLATIONS: list[tuple[str, dict[str, Any], list[str]]] = [

@@ -11,8 +11,15 @@ import torch
 from transformers import Qwen2ForCausalLM
 
 from simplear.config import PRESETS, ModelShape, get_preset
-from simplear.model.prompt import GENERATION_PREFIX, NEGATIVE_TEXT, TRAIN_PREFIXES, dropped_prompt, negative_prompt
-from simplear.model.prompt import t2i_prompt, training_prompt
+from simplear.model.prompt import (
+    GENERATION_PREFIX,
+    NEGATIVE_TEXT,
+    TRAIN_PREFIXES,
+    dropped_prompt,
+    negative_prompt,
+    t2i_prompt,
+    training_prompt,
+)
 from simplear.model.simplear_lm import SimpleARModel, qwen2_config
 from simplear.model.text_tokenizer import build_text_tokenizer
 from simplear.model.vocab import SPECIAL_TOKENS, VisualVocab

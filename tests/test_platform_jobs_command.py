@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from test_platform_kubernetes_launcher import answered_job, condition, live_isvc, pod, pod_list, terminated
+from test_platform_support import JsonResponse
 
 from simplear.platform import jobs_command
 from simplear.platform.jobs_cluster import (
@@ -26,10 +28,8 @@ from simplear.platform.local_launcher import LocalLauncher
 from simplear.platform.local_process import local_status, process_alive
 from simplear.platform.local_runs import RunDir
 from simplear.platform.stage_spec import StageSpec
-from test_platform_kubernetes_launcher import answered_job, condition, live_isvc, pod, pod_list, terminated
-from test_platform_support import JsonResponse
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def jobs(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
+from test_helm_render import objects, one
+from test_platform_support import chart_platform_config, kubernetes_object, pytorchjob_object
 
 from simplear.platform.cluster_clients import ClusterUnavailable, connect
 from simplear.platform.cluster_objects import as_inference_service, as_pytorchjob, to_dict
@@ -17,8 +19,6 @@ from simplear.platform.local_launcher import LocalLauncher
 from simplear.platform.manifests import pytorch_job, storage_uri_patch
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 from simplear.platform.stages import STAGES
-from test_helm_render import objects, one
-from test_platform_support import chart_platform_config, kubernetes_object, pytorchjob_object
 
 
 def answered_job(conditions: list[dict[str, Any]], **status: Any) -> Any:

@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
+from test_helm_render import objects, one
+from test_helm_validation import KUBERNETES_VERSIONS, validation_errors
+from test_platform_support import chart_platform_config, containers, merge_patch, pod_specs_of
 
 from simplear.config import PlatformConfig
 from simplear.platform.default_platform import default_platform_config
@@ -21,9 +24,6 @@ from simplear.platform.manifests import (
 )
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 from simplear.platform.stages import STAGES
-from test_helm_render import objects, one
-from test_helm_validation import KUBERNETES_VERSIONS, validation_errors
-from test_platform_support import chart_platform_config, containers, merge_patch, pod_specs_of
 
 VALUES = yaml.safe_load((Path(__file__).resolve().parents[1] / "helm/simplear/values.yaml").read_text())
 CONFIGS = ("default", "custom-pools")

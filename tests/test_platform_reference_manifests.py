@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import yaml
+from test_helm_render import NAMESPACE, RELEASE
+from test_helm_validation import KUBERNETES_VERSIONS, validation_errors
+from test_platform_support import chart_platform_config, pod_specs_of
 
 from simplear.platform import manifests_command
 from simplear.platform.default_platform import default_platform_config
 from simplear.platform.reference_yaml import HEADER, reference_yaml
-from test_helm_render import NAMESPACE, RELEASE
-from test_helm_validation import KUBERNETES_VERSIONS, validation_errors
-from test_platform_support import chart_platform_config, pod_specs_of
 
 K8S = Path(__file__).resolve().parents[1] / "k8s"
 

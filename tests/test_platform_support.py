@@ -7,9 +7,9 @@ from functools import cache
 from typing import Any
 
 from kubernetes.client import ApiClient as KubernetesApiClient
+from test_helm_render import objects, one
 
 from simplear.config import PlatformConfig
-from test_helm_render import objects, one
 
 
 @cache

@@ -18,7 +18,7 @@ from simplear.platform.wait_ready import wait_ready
 class Health(BaseHTTPRequestHandler):
     """/health answers 200 once the server's `ready_at` has passed, 503 before."""
 
-    def do_GET(self) -> None:  # noqa: N802 — the name http.server calls
+    def do_GET(self) -> None:
         """Answer /health."""
         ready = time.monotonic() >= self.server.ready_at  # type: ignore[attr-defined]
         self.send_response(200 if ready and self.path == "/health" else 503)

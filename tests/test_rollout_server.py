@@ -12,6 +12,7 @@ import pytest
 import requests
 import torch
 
+from simplear.child_server import free_port
 from simplear.config import SamplingConfig, get_preset
 from simplear.model.prompt import negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
@@ -20,7 +21,6 @@ from simplear.sampling.processing import SamplingModes, guided_logprobs, target_
 from simplear.sampling.sampler import Sampler
 from simplear.store import Store
 from simplear.train.rollout.http_client import HttpRolloutClient, RolloutServerError
-from simplear.child_server import free_port
 from simplear.train.rollout.server_process import RolloutServerProcess
 
 pytestmark = pytest.mark.slow
@@ -202,7 +202,7 @@ def test_server_dying_mid_run_gives_a_clear_error(policies: dict[str, Path], tmp
     def rollout() -> None:
         try:
             client.generate([Request("a long rollout", SamplingConfig(seed=k)) for k in range(8)], 1000)
-        except BaseException as err:  # noqa: BLE001 - handed to the test thread
+        except BaseException as err:
             outcome.append(err)
 
     worker = threading.Thread(target=rollout)

@@ -211,10 +211,9 @@ def test_exception_inside_open_for_writing_leaves_nothing(
     store, root = store_root
     store = Store(store.settings, part_size=MIN_PART_SIZE)
     uri = join(root, "never.bin")
-    with pytest.raises(RuntimeError, match="boom"):
-        with store.open(uri, "wb") as f:
-            f.write(os.urandom(MIN_PART_SIZE + 10))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), store.open(uri, "wb") as f:
+        f.write(os.urandom(MIN_PART_SIZE + 10))
+        raise RuntimeError("boom")
     assert not store.exists(uri)
     assert store.list(root) == []
     if is_s3(root):

@@ -25,8 +25,8 @@ from simplear.data.shapes import make_dataset
 from simplear.data.shapes_render import render_cells
 from simplear.data.token_shards import decode_shard, shard_uri
 from simplear.data.tokenize import RunOptions, TokenizeError, run_tokenize
-from simplear.data.tokenize_manifest import RanksNotFinished
 from simplear.data.tokenize_files import errors_uri
+from simplear.data.tokenize_manifest import RanksNotFinished
 from simplear.s3_server import EmbeddedS3
 from simplear.store import ArtifactNotFound, Store, canonical, is_s3, join
 from simplear.vision.base import pil_to_tensor

@@ -15,6 +15,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from simplear.config import TokenizeConfig, VisionConfig
 from simplear.data.image_prep import resample_for
 from simplear.data.meta import MetaRecord, load_meta
+from simplear.data.tokenize_files import ShardResult, completed_shard, write_shard
 from simplear.data.tokenize_manifest import (
     build_manifest,
     rank_shards,
@@ -23,7 +24,6 @@ from simplear.data.tokenize_manifest import (
     wait_for_ranks,
     write_manifest,
 )
-from simplear.data.tokenize_files import ShardResult, completed_shard, write_shard
 from simplear.data.tokenize_shard import ShardEncoder
 from simplear.store import MANIFEST, ObjectNotFound, Store, canonical, join
 from simplear.vision import load_visual_tokenizer

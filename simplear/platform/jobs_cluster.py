@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from kubernetes import watch
@@ -142,7 +142,7 @@ def _unavailable(fetch: Callable[[], Any]) -> Any:
     """fetch()'s answer, or a one-line reason when that part of the cluster cannot be reached."""
     try:
         return fetch()
-    except Exception as exc:  # noqa: BLE001 — an add-on that is not installed must not hide the others
+    except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
@@ -152,13 +152,13 @@ def list_cluster(clients: ClusterClients, pipeline_runs: PipelineRuns, out: Text
     jobs = clients.training.list_jobs(namespace=namespace)
     pods = clients.core.list_namespaced_pod(namespace, label_selector=ROLLOUT_SELECTOR).items
     isvcs = _unavailable(lambda: clients.kserve.get(namespace=namespace).get("items", []))
-    print(cluster_listing(jobs, pods, isvcs, _unavailable(pipeline_runs), datetime.now(timezone.utc)), file=out)
+    print(cluster_listing(jobs, pods, isvcs, _unavailable(pipeline_runs), datetime.now(UTC)), file=out)
 
 
 def describe_cluster(clients: ClusterClients, get_run: Callable[[str], Any], ref: str, out: TextIO) -> None:
     """Describe one PyTorchJob, pod, InferenceService or pipeline run."""
     kind, name = parse_ref(ref)
-    now, namespace = datetime.now(timezone.utc), clients.namespace
+    now, namespace = datetime.now(UTC), clients.namespace
     if kind == "pytorchjob":
         job = clients.training.get_job(name, namespace=namespace)
         text = describe_pytorchjob(job, clients.training.get_job_pods(name, namespace=namespace), now)

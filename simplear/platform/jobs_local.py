@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shlex
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -21,7 +21,7 @@ def _duration(started: datetime | None, finished: datetime | None, now: datetime
 
 def list_local(runs_dir: Path, out: TextIO, now: datetime | None = None) -> None:
     """A table of every run under runs_dir, oldest first."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     rows = []
     for run in list_runs(runs_dir):
         record, status = run.read_record(), local_status(run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from simplear.platform.cluster_status import isvc_state, isvc_storage_uri, job_status
@@ -21,7 +21,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _aware(moment: datetime) -> datetime:
     """The moment with a time zone (UTC when it has none)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def age(since: datetime | None, now: datetime) -> str:

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from simplear.child_server import free_port
 from simplear.platform.launcher import Phase, RunHandle, RunStatus, StageFailed
 from simplear.platform.local_process import cancel_run, follow_lines, local_status, tail_lines
 from simplear.platform.local_runs import RunDir, RunRecord, default_runs_dir
-from simplear.child_server import free_port
 from simplear.platform.stage_spec import StageSpec
 from simplear.platform.stages import checked_stage, stage_arguments
 
@@ -52,7 +52,7 @@ class LocalLauncher:
             name=spec.name, stage=stage, spec=spec, procs=spec.procs_per_node or 1,
             command=[*SIMPLEAR, *stage_arguments(stage, spec, rollout_url)],
             rollout_command=rollout_command, rollout_url=rollout_url, log_uri=self.log_uri,
-            created=datetime.now(timezone.utc),
+            created=datetime.now(UTC),
         )
 
     def run(self, stage: str, spec: StageSpec) -> RunHandle:

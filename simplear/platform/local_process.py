@@ -6,7 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from simplear.platform.launcher import Phase, RunStatus
@@ -67,7 +67,7 @@ def cancel_run(run: RunDir, grace_s: float = 10.0) -> None:
             os.killpg(record.pid, signal.SIGKILL)
     if run.read_result() is None:
         run.write_result(RunResult(phase=Phase.CANCELLED, message="cancelled before its supervisor recorded it",
-                                   started=record.created, finished=datetime.now(timezone.utc)))
+                                   started=record.created, finished=datetime.now(UTC)))
 
 
 def tail_lines(path: Path, count: int = 20) -> list[str]:

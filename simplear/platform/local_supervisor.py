@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from simplear.child_server import free_port
@@ -155,7 +155,7 @@ class Supervisor:
         """Run the ranks, copy the logs, record the result; the exit status mirrors the run's."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         processes: list[subprocess.Popen] = []
         try:
             outcome = self._run({**os.environ, **self.record.spec.env}, processes)
@@ -167,7 +167,7 @@ class Supervisor:
         message = "; ".join(part for part in (outcome.message, note) if part)
         self.run.write_result(RunResult(phase=outcome.phase, message=message, failed_replica=outcome.failed_replica,
                                         exit_code=outcome.exit_code, started=started,
-                                        finished=datetime.now(timezone.utc)))
+                                        finished=datetime.now(UTC)))
         return 0 if outcome.phase == Phase.SUCCEEDED else 1
 
 
