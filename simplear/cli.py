@@ -10,7 +10,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("simplear.generate", "generate images from prompts"),
     "shapes": ("simplear.data.shapes_command", "write the synthetic shapes dataset and its held-out prompts"),
     "tokenize": ("simplear.data.tokenize_command", "turn meta files into token shards in the store"),
-    "train": ("simplear.train.train_command", "pretrain or fine-tune on token shards"),
+    "train": ("simplear.train.train_command", "pretrain or SFT on token shards, or GRPO with rollouts"),
     "evaluate": ("simplear.eval.evaluate_command", "GenEval / DPG-Bench prompts to images in their own layout"),
     "jobs": ("simplear.platform.jobs_command", "list, describe, follow and cancel runs: local (default) or --cluster"),
     "manifests": ("simplear.platform.manifests_command", "write the reference Kubernetes manifests of every stage"),

@@ -401,6 +401,7 @@ def assert_trained(run: Run) -> None:
     assert latest_checkpoint(run.store, run.output) == (STEPS, checkpoint_uri(run.output, STEPS))
     final = SimpleARModel.load(join(run.output, "final"), store=run.store)
     assert final.vocab.codebook_size == TINY.vision.codebook_size
+    assert final.vision == TINY.vision, "the final model carries the visual tokenizer it was trained for"
     assert final.lm.config.num_hidden_layers == SHAPE.num_layers
     initial = SimpleARModel.random_init(TINY, seed=7).lm.get_input_embeddings().weight
     assert not torch.allclose(final.lm.get_input_embeddings().weight, initial), "training changed the weights"

@@ -8,7 +8,7 @@ from simplear.store import Store
 
 
 def initial_model(config: TrainConfig, codebook_size: int, store: Store) -> SimpleARModel:
-    """The fp32 model `config.init` names, checked to hold the dataset's `codebook_size` codes."""
+    """The fp32 model `config.init` names, checked to hold the dataset's codes; without vision.json, the preset's."""
     if config.init == "random":
         preset = get_preset(config.preset)
         if config.shape is not None:
@@ -28,6 +28,7 @@ def initial_model(config: TrainConfig, codebook_size: int, store: Store) -> Simp
                 f"{config.init_from} writes {model.vocab.codebook_size} visual codes but the token dataset "
                 f"{config.data} has {codebook_size}"
             )
+    model.vision = model.vision or get_preset(config.preset).vision
     model.lm.config.architectures = ["Qwen2ForCausalLM"]
     setattr(model.lm.config, CODEBOOK_KEY, model.vocab.codebook_size)
     model.lm.train()

@@ -2,70 +2,35 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainingArguments
 from transformers.integrations import unset_hf_deepspeed_config
 
-from simplear.config import TrainConfig
+from simplear.config import TrainConfig, VisionConfig
 from simplear.model.simplear_lm import SimpleARModel
-from simplear.store import Store, canonical, join
+from simplear.store import Store, join
 from simplear.train import distributed
 from simplear.train.checkpoint_callback import StoreCheckpointCallback
-from simplear.train.checkpoints import fetch_checkpoint, latest_checkpoint
 from simplear.train.collator import CodeCollator
 from simplear.train.deepspeed_config import deepspeed_config
-from simplear.train.metrics_callback import MetricsCallback, MetricsSink
-from simplear.train.metrics_jsonl import JsonlMetricsLog
-from simplear.train.metrics_tensorboard import TensorBoardMetricsLog
+from simplear.train.metrics_callback import MetricsCallback
 from simplear.train.model_init import initial_model
+from simplear.train.run_support import (
+    FINAL_DIR,
+    TrainResult,
+    find_resume_point,
+    metric_sinks,
+    rank_workdir,
+    uses_bf16,
+)
 from simplear.train.token_dataset import TokenDataset, repeats_for
 from simplear.train.token_records import TokenRecords
 
 log = logging.getLogger(__name__)
-
-FINAL_DIR = "final"
-METRICS_LOG = "logs/train.jsonl"
-TENSORBOARD_DIR = "tensorboard"
-
-
-@dataclass(frozen=True)
-class ResumePoint:
-    """The checkpoint a run continues from: its step, store URI and this rank's local copy."""
-
-    step: int
-    uri: str
-    local_dir: Path
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """What a finished run produced."""
-
-    final: str
-    steps: int
-    resumed_from: str | None
-
-
-def uses_bf16(config: TrainConfig) -> bool:
-    """True when the run trains in bf16: asked for, or `auto` with a GPU."""
-    return config.precision == "bf16" or (config.precision == "auto" and torch.cuda.is_available())
-
-
-def rank_workdir(config: TrainConfig) -> Path:
-    """This rank's local directory for the run, emptied: nothing in it outlives the store copies."""
-    run_id = hashlib.sha1(canonical(config.output).encode()).hexdigest()[:12]
-    base = Path(config.scratch) if config.scratch else Path(tempfile.gettempdir()) / "simplear-train"
-    workdir = base / run_id / f"rank-{distributed.rank()}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    return workdir
 
 
 def training_arguments(config: TrainConfig, output_dir: Path) -> TrainingArguments:
@@ -98,29 +63,10 @@ def training_arguments(config: TrainConfig, output_dir: Path) -> TrainingArgumen
     )
 
 
-def find_resume_point(store: Store, config: TrainConfig, local_dir: Path) -> ResumePoint | None:
-    """Rank 0 picks the newest complete checkpoint; every rank downloads it. None on a fresh run."""
-    found = latest_checkpoint(store, config.output) if distributed.rank() == 0 else None
-    latest = distributed.broadcast_from_rank0(found)
-    if latest is None:
-        return None
-    step, uri = latest
-    return ResumePoint(step, uri, fetch_checkpoint(store, uri, local_dir / uri.rstrip("/").rsplit("/", 1)[-1]))
-
-
-def metric_sinks(store: Store, config: TrainConfig, workdir: Path, resume_step: int) -> list[MetricsSink]:
-    """Rank 0's metric logs (JSONL, and TensorBoard unless turned off); none on other ranks."""
-    if distributed.rank() != 0:
-        return []
-    sinks: list[MetricsSink] = [JsonlMetricsLog(store, join(config.output, METRICS_LOG), resume_step)]
-    if config.tensorboard:
-        tb_uri = join(config.output, TENSORBOARD_DIR)
-        sinks.append(TensorBoardMetricsLog(store, tb_uri, workdir / TENSORBOARD_DIR, resume_step))
-    return sinks
-
-
-def save_final(trainer: Trainer, config: TrainConfig, store: Store, local_dir: Path) -> str:
-    """Gather the trained weights (every rank takes part under ZeRO-3) and save them as `<output>/final`.
+def save_final(
+    trainer: Trainer, config: TrainConfig, store: Store, local_dir: Path, vision: VisionConfig | None
+) -> str:
+    """Gather the trained weights (all ranks take part under ZeRO-3); save them with `vision` as `<output>/final`.
 
     The model is built before the TrainingArguments, and reloaded after the DeepSpeed config is unset, so that
     neither load runs under ZeRO-3's collective `zero.Init` (rank 0 reloads alone).
@@ -130,7 +76,9 @@ def save_final(trainer: Trainer, config: TrainConfig, store: Store, local_dir: P
     uri = join(config.output, FINAL_DIR)
     if distributed.rank() == 0:
         dtype = torch.bfloat16 if uses_bf16(config) else torch.float32
-        SimpleARModel.load(local_dir, dtype=dtype).save(uri, store=store)
+        final = SimpleARModel.load(local_dir, dtype=dtype)
+        final.vision = vision
+        final.save(uri, store=store)
         log.info("final model saved to %s", uri)
     distributed.barrier()
     return uri
@@ -169,6 +117,6 @@ def train(config: TrainConfig, store: Store | None = None) -> TrainResult:
         ],
     )
     trainer.train(resume_from_checkpoint=str(resume.local_dir) if resume else None)
-    final = save_final(trainer, config, store, workdir / FINAL_DIR)
+    final = save_final(trainer, config, store, workdir / FINAL_DIR, model.vision)
     shutil.rmtree(workdir, ignore_errors=True)
     return TrainResult(final=final, steps=trainer.state.global_step, resumed_from=resume.uri if resume else None)
