@@ -12,7 +12,6 @@ GPU: `bench/rollout.py --preset 0.5B --images 64` (1024 px = 4096 codes per imag
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import requests
 import torch
+from bench_output import emit
 
 from simplear.config import PRESETS, SamplingConfig, get_preset
 from simplear.model.simplear_lm import SimpleARModel
@@ -141,10 +141,7 @@ def main() -> None:
         "speedup_vllm_vs_torch": results["vllm"]["images_per_s"] / results["torch"]["images_per_s"],
         "pairs_split_of_40": {"pair_scheduler": splits["pair"], "vllm_scheduler": splits["vllm"]},
     }
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary))
+    emit(summary, args.out)
 
 
 if __name__ == "__main__":

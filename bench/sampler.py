@@ -8,13 +8,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_output import emit
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from simplear.config import PRESETS, SamplingConfig, get_preset
@@ -133,16 +132,14 @@ def main() -> None:
     best = "ours+cuda_graphs" if device.type == "cuda" else "ours"
     first = results[0]["batch"]
     speedup = next(r["ratio_vs_original"] for r in results if r["batch"] == first and r["method"] == best)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     summary = {
-        "bench": "sampler", "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or "cpu", "preset": preset.name, "resolution": resolution, "codes_per_image": codes, "dtype": str(dtype),
-        "cfg_scale": args.cfg_scale, "baseline_steps_timed": min(args.baseline_steps, codes),
+        "bench": "sampler", "device": name, "preset": preset.name, "resolution": resolution,
+        "codes_per_image": codes, "dtype": str(dtype), "cfg_scale": args.cfg_scale,
+        "baseline_steps_timed": min(args.baseline_steps, codes),
         "results": results, "speedup_vs_original": speedup,
     }
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary))
+    emit(summary, args.out)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,16 @@ checkpoint is missing, e.g. `--preset 0.5B --resolution 1024 --codes-only` on a 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import re
 import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
 import torch
+from bench_output import emit
 
 from simplear.config import PRESETS, get_preset
 from simplear.serve.process import ServerProcess
@@ -144,10 +143,7 @@ def main() -> None:
         "weights": "random", "max_batch": args.max_batch, "batch_window_ms": args.batch_window_ms,
         "route": "v1 predict, one image per request", "results": results, "batching_speedup": on / off,
     }
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary))
+    emit(summary, args.out)
 
 
 if __name__ == "__main__":

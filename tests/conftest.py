@@ -1,4 +1,4 @@
-"""Shared test fixtures: a real S3 server (SeaweedFS) for the session and a fresh bucket per test."""
+"""Shared test fixtures: a real S3 server (SeaweedFS) with a fresh bucket per test, and a peaked tiny model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+import torch
 
+from simplear.config import get_preset
+from simplear.model.simplear_lm import SimpleARModel
 from simplear.s3_server import EmbeddedS3
 from simplear.store import Store
 
@@ -24,3 +27,12 @@ def s3_store(s3_server: EmbeddedS3) -> tuple[Store, str]:
     bucket = "test-" + secrets.token_hex(8)
     s3_server.create_bucket(bucket)
     return Store(s3_server.settings()), f"s3://{bucket}"
+
+
+@pytest.fixture(scope="module")
+def peaked_model() -> SimpleARModel:
+    """A random tiny model whose next-code distributions are peaked and depend on the context."""
+    model = SimpleARModel.random_init(get_preset("tiny"), seed=3)
+    with torch.no_grad():
+        model.lm.lm_head.weight.mul_(4.0)
+    return model

@@ -18,9 +18,10 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 from test_rewards import write_aesthetic_head, write_tiny_clip
+from test_train import SHAPE
 
 from simplear.cli import main as cli_main
-from simplear.config import PRESETS, GRPOTrainConfig, ModelShape, RewardSpec, SamplingConfig
+from simplear.config import PRESETS, GRPOTrainConfig, RewardSpec, SamplingConfig
 from simplear.data.shapes import make_dataset, write_dataset
 from simplear.model.prompt import t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
@@ -37,15 +38,6 @@ from simplear.train.rewards import REWARD_BUILDERS, register_reward
 from simplear.train.rollout.server_process import RolloutServerProcess
 from simplear.train.train_command import add_arguments, config_from_args
 
-SHAPE = ModelShape(
-    hidden_size=64,
-    intermediate_size=128,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    rope_theta=10_000.0,
-    max_position_embeddings=1024,
-)
 TINY = PRESETS["tiny"]
 SMALL = TINY.model_copy(update={"shape": SHAPE, "vision": TINY.vision.model_copy(update={"resolution": 32})})
 """The tiny preset's palette and vocabulary with a smaller transformer and 32 px images (8 x 8 = 64 codes)."""

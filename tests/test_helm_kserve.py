@@ -28,7 +28,7 @@ def test_server_binds_the_pod_ip_from_the_downward_api_and_loopback() -> None:
     """POD_IP comes from status.podIP; the server binds it and 127.0.0.1, never 0.0.0.0."""
     (container,) = predictor()["containers"]
     assert {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in container["env"]
-    hosts = [value for flag, value in zip(container["args"], container["args"][1:]) if flag == "--host"]
+    hosts = [value for flag, value in zip(container["args"], container["args"][1:], strict=False) if flag == "--host"]
     assert hosts == ["$(POD_IP)", "127.0.0.1"]
     assert "0.0.0.0" not in container["args"]
 

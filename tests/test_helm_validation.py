@@ -1,4 +1,4 @@
-"""Every rendered object is valid Kubernetes: core kinds against the API schemas (strict), CRD kinds against their CRDs."""
+"""Every rendered object is valid Kubernetes: core kinds against the API schemas (strict), CRD kinds against CRDs."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ def forbid_unknown_fields(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     strict = {key: forbid_unknown_fields(value) for key, value in schema.items()}
-    if "properties" in schema and "additionalProperties" not in schema:
-        if not schema.get("x-kubernetes-preserve-unknown-fields"):
-            strict["additionalProperties"] = False
+    open_object = "properties" in schema and "additionalProperties" not in schema
+    if open_object and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        strict["additionalProperties"] = False
     return strict
 
 

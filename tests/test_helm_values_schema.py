@@ -19,7 +19,11 @@ SCHEMA_VIOLATIONS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("unknown pool", {"pools": {"eval": {"gpus": 1}}}, ["/pools", "eval"]),
     ("gpu resource name", {"pools": {"serve": {"gpuResource": "nvidia gpu"}}}, ["/pools/serve/gpuResource"]),
     ("memory quantity", {"pools": {"cpu": {"memory": "lots"}}}, ["/pools/cpu/memory"]),
-    ("toleration effect", {"pools": {"serve": {"tolerations": [{"effect": "Sometimes"}]}}}, ["/pools/serve/tolerations/0/effect"]),
+    (
+        "toleration effect",
+        {"pools": {"serve": {"tolerations": [{"effect": "Sometimes"}]}}},
+        ["/pools/serve/tolerations/0/effect"],
+    ),
     ("unknown preset", {"presets": ["tiny", "7B"]}, ["/presets/1"]),
     ("bucket name", {"store": {"dataBucket": "Simplear_Data"}}, ["/store/dataBucket"]),
     ("endpoint with scheme", {"store": {"endpoint": "https://s3.example.com"}}, ["/store/endpoint"]),
@@ -27,7 +31,11 @@ SCHEMA_VIOLATIONS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("replica type", {"kserve": {"minReplicas": "one"}}, ["/kserve/minReplicas"]),
     ("kfp endpoint", {"kfp": {"endpoint": "ml-pipeline:8888"}}, ["/kfp/endpoint"]),
     ("root pods", {"podSecurityContext": {"runAsNonRoot": False}}, ["/podSecurityContext/runAsNonRoot"]),
-    ("escalation", {"containerSecurityContext": {"allowPrivilegeEscalation": True}}, ["/containerSecurityContext/allowPrivilegeEscalation"]),
+    (
+        "escalation",
+        {"containerSecurityContext": {"allowPrivilegeEscalation": True}},
+        ["/containerSecurityContext/allowPrivilegeEscalation"],
+    ),
     ("typo at top level", {"minoi": {"enabled": False}}, ["minoi"]),
     ("typo in a block", {"kserve": {"modelname": "x"}}, ["/kserve", "modelname"]),
 ]

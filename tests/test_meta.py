@@ -68,7 +68,9 @@ def test_jsonl_records_with_both_caption_forms_and_extra_fields(tmp_path: Path) 
     }
 
 
-def test_relative_meta_paths_resolve_against_the_meta_files_directory(tmp_path: Path, monkeypatch) -> None:
+def test_relative_meta_paths_resolve_against_the_meta_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _jsonl(tmp_path / "data" / "meta.jsonl", [{"image_path": "../img/x.png", "caption": "x"}])
     monkeypatch.chdir(tmp_path)
     assert load_meta("data/meta.jsonl")[0].image_path == str(tmp_path / "img" / "x.png")
@@ -148,7 +150,7 @@ def test_missing_field_names_the_line_or_index(tmp_path: Path) -> None:
         (["a.png", "a"], "expected an object, got list"),
     ],
 )
-def test_wrong_types_name_the_line(tmp_path: Path, entry, message: str) -> None:
+def test_wrong_types_name_the_line(tmp_path: Path, entry: object, message: str) -> None:
     meta = _jsonl(tmp_path / "m.jsonl", [{"image_path": "ok.png", "caption": "ok"}, entry])
     with pytest.raises(MetaError, match=r"m\.jsonl: line 2: " + re.escape(message)):
         load_meta(meta)

@@ -100,7 +100,8 @@ def test_from_text_lm_adds_rows_initialised_to_the_mean(tied: bool) -> None:
     text_len = len(tokenizer)
     model = SimpleARModel.from_text_lm(text_lm, tokenizer, codebook_size=40)
     assert model.vocab == VisualVocab(offset=text_len + len(SPECIAL_TOKENS), codebook_size=40)
-    for new, old in ((model.lm.get_input_embeddings().weight, old_in), (model.lm.get_output_embeddings().weight, old_out)):
+    pairs = ((model.lm.get_input_embeddings().weight, old_in), (model.lm.get_output_embeddings().weight, old_out))
+    for new, old in pairs:
         assert new.shape[0] == text_len + len(SPECIAL_TOKENS) + 40
         torch.testing.assert_close(new[:text_len], old[:text_len])
         expected = old[:text_len].mean(dim=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simplear.config import SamplingConfig, get_preset
+from simplear.config import SamplingConfig
 from simplear.model.prompt import negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request
@@ -16,12 +16,9 @@ CAPTIONS = ["a red circle", "two blue squares left of a green cross above a yell
 
 
 @pytest.fixture(scope="module")
-def model() -> SimpleARModel:
-    """A random tiny model with logits sharp enough that sampling differences show."""
-    m = SimpleARModel.random_init(get_preset("tiny"), seed=3)
-    with torch.no_grad():
-        m.lm.lm_head.weight.mul_(4.0)
-    return m
+def model(peaked_model: SimpleARModel) -> SimpleARModel:
+    """The shared peaked tiny model."""
+    return peaked_model
 
 
 def test_decoder_logits_equal_transformers_under_teacher_forcing(model: SimpleARModel) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -305,7 +306,7 @@ def test_records_cycle_through_every_tag_with_matching_captions() -> None:
             assert f"{obj.color} {obj.shape}" in record.long_caption
 
 
-def test_written_datasets_are_byte_identical_and_load_back(tmp_path) -> None:
+def test_written_datasets_are_byte_identical_and_load_back(tmp_path: Path) -> None:
     records = make_dataset(8, seed=4)
     meta_a = write_dataset(records, tmp_path / "a")
     meta_b = write_dataset(make_dataset(8, seed=4), tmp_path / "b")

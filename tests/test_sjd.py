@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from simplear.config import SamplingConfig, get_preset
+from simplear.config import SamplingConfig
 from simplear.model.prompt import negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request
@@ -18,12 +18,9 @@ CAPTION = "a red circle left of a blue square"
 
 
 @pytest.fixture(scope="module")
-def model() -> SimpleARModel:
-    """A random tiny model whose next-code distributions are peaked and depend on the context."""
-    m = SimpleARModel.random_init(get_preset("tiny"), seed=3)
-    with torch.no_grad():
-        m.lm.lm_head.weight.mul_(4.0)
-    return m
+def model(peaked_model: SimpleARModel) -> SimpleARModel:
+    """The shared peaked tiny model."""
+    return peaked_model
 
 
 def test_greedy_sjd_returns_exactly_the_plain_decoder_codes(model: SimpleARModel) -> None:

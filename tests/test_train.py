@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -344,10 +345,8 @@ def kill_tree(pid: int) -> None:
     """SIGKILL a process and every descendant (torchrun starts each rank in a session of its own)."""
     root = psutil.Process(pid)
     for process in [root, *root.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def run_training(command: list[str], env: dict[str, str]) -> str:
