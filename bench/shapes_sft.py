@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -47,13 +48,14 @@ def train(stage: str, data: Path, out: Path, steps: int, lr: float, init: list[s
 def main() -> None:
     """Data, init score, pretrain, score, SFT, score; print and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="runs/shapes_sft", help="scratch directory")
+    parser.add_argument("--work", default="runs/shapes_sft", help="scratch directory, emptied first so nothing resumes")
     parser.add_argument("--pretrain-steps", type=int, default=600)
     parser.add_argument("--sft-steps", type=int, default=250)
     parser.add_argument("--n", type=int, default=4, help="images per held-out prompt")
     parser.add_argument("--out", default="bench/results/shapes_sft.json")
     args = parser.parse_args()
     work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
     simplear("shapes", "--out", str(work / "pretrain_data"), "--n", "20000", "--seed", "0", "--eval-per-tag", "12")
     simplear("shapes", "--out", str(work / "sft_data"), "--n", "6000", "--seed", "11", "--eval-per-tag", "12")
     prompts = work / "pretrain_data" / "evaluation_metadata.jsonl"

@@ -52,7 +52,8 @@ class ChildServer:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"simplear {self.command[0]} exited with {self.process.returncode}:\n{self.log_tail()}")
+                code = self.process.returncode
+                raise RuntimeError(f"simplear {self.command[0]} exited with {code}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(self.url + self.ready_path, timeout=5) as response:
                     if response.status == 200:
@@ -61,7 +62,8 @@ class ChildServer:
                 pass
             time.sleep(0.25)
         self.stop()
-        raise RuntimeError(f"simplear {self.command[0]} not ready after {self.startup_timeout_s:g} s:\n{self.log_tail()}")
+        waited = f"{self.startup_timeout_s:g} s"
+        raise RuntimeError(f"simplear {self.command[0]} not ready after {waited}:\n{self.log_tail()}")
 
     def kill(self) -> None:
         """SIGKILL the child and its own children at once, as a crash would."""

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("simplear.demo.demo_command", "the whole lifecycle on shapes data through the KFP local runner"),
     "generate": ("simplear.generate", "generate images from prompts"),
     "shapes": ("simplear.data.shapes_command", "write the synthetic shapes dataset and its held-out prompts"),
     "tokenize": ("simplear.data.tokenize_command", "turn meta files into token shards in the store"),

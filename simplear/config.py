@@ -463,3 +463,40 @@ class RolloutServerConfig(Strict):
     torch_batch_size: int = Field(default=64, gt=0, description="images per sampler call of the torch engine")
     scratch: str | None = Field(default=None, description="where pushed weights are downloaded; None = a temp dir")
     vllm: VllmEngineConfig = VllmEngineConfig()
+
+
+class ShapesRecipe(Strict):
+    """Sizes of the shapes lifecycle (data, steps, evaluation sampling); fields are lifecycle pipeline parameters."""
+
+    preset: str = "tiny"
+    pretrain_images: int = Field(default=20_000, gt=0)
+    pretrain_data_seed: int = 0
+    sft_images: int = Field(default=6_000, gt=0)
+    sft_data_seed: int = 11
+    eval_per_tag: int = Field(default=12, gt=0, description="held-out prompts per GenEval tag")
+    procs_per_node: int = Field(default=2, ge=0, description="ranks per stage run; 0 = the pool's GPUs (1 locally)")
+    batch_size: int = Field(default=16, gt=0, description="pretrain / SFT sequences per rank per step")
+    pretrain_steps: int = Field(default=600, gt=0)
+    pretrain_learning_rate: float = Field(default=1e-3, gt=0)
+    sft_steps: int = Field(default=250, gt=0)
+    sft_learning_rate: float = Field(default=3e-4, gt=0)
+    grpo_steps: int = Field(default=64, gt=0)
+    grpo_batch_size: int = Field(default=32, gt=0, description="rollout images per rank per step")
+    grpo_num_generations: int = Field(default=8, ge=2)
+    grpo_num_iterations: int = Field(default=2, gt=0)
+    grpo_learning_rate: float = Field(default=2e-4, gt=0)
+    grpo_max_minutes: float = Field(default=4.0, ge=0, description="GRPO time limit; 0 = none")
+    eval_images_per_prompt: int = Field(default=4, gt=0)
+    cfg_scale: float = Field(default=5.0, ge=0)
+    negative_prompt: str = Field(default="", description="'' = the CFG-dropped prompt as the unconditional row")
+    seed: int = Field(default=1000, ge=0, description="evaluation, serving check and GRPO seed")
+
+
+SHAPES_RECIPES: dict[str, ShapesRecipe] = {
+    "full": ShapesRecipe(),
+    "quick": ShapesRecipe(
+        pretrain_images=400, sft_images=200, eval_per_tag=1, procs_per_node=2, batch_size=8, pretrain_steps=12,
+        sft_steps=6, grpo_steps=2, grpo_batch_size=8, grpo_num_generations=4, grpo_num_iterations=1,
+        grpo_max_minutes=2.0, eval_images_per_prompt=2,
+    ),
+}

@@ -31,7 +31,7 @@ from simplear.store import Store, join
 from simplear.train.checkpoints import checkpoint_uri, latest_checkpoint
 from simplear.train.grpo.prompt_source import load_prompts, prompt_dataset
 from simplear.train.grpo.resumable_order import EpochSeededRepeatSampler
-from simplear.train.grpo.reward_curve import draw_reward_curve, reward_curve
+from simplear.train.grpo.reward_curve import SMOOTHED_COLOUR, draw_reward_curve, moving_mean, reward_curve
 from simplear.train.grpo.rollout_function import IMAGES_FIELD, StaleRolloutError
 from simplear.train.grpo.trainer import REWARD_CURVE_PNG, GRPORun, build_run, train_grpo
 from simplear.train.rewards import REWARD_BUILDERS, register_reward
@@ -197,6 +197,15 @@ def test_reward_curve_points_and_png() -> None:
     assert image.shape == (420, 720, 3)
     colours = {tuple(c) for c in image.reshape(-1, 3)}
     assert {(0, 0, 0), (31, 119, 180), (214, 39, 40)} <= colours, "total in black, a and b in their colours"
+    assert SMOOTHED_COLOUR not in colours, "five points draw no moving mean"
+
+
+def test_long_reward_curves_get_amoving_mean() -> None:
+    """From eight points on, a trailing moving mean is drawn over the noisy per-step reward."""
+    curve = reward_curve([{"step": s, "reward": float(s % 2)} for s in range(1, 25)])
+    colours = {tuple(c) for c in np.asarray(draw_reward_curve(curve)).reshape(-1, 3)}
+    assert {(0, 0, 0), SMOOTHED_COLOUR} <= colours
+    assert moving_mean([(1, 1.0), (2, 0.0), (3, 1.0), (4, 0.0)], 3) == [(1, 1.0), (2, 0.5), (3, 2 / 3), (4, 1 / 3)]
 
 
 def test_prompt_order_depends_only_on_seed_and_epoch() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import yaml
-from test_helm_render import chart_with_pipeline, objects, one
+from test_helm_render import CHART, objects, one
 
 TOKEN_DIR = "/var/run/secrets/kubeflow/pipelines"
 
@@ -15,10 +15,11 @@ def registration_job() -> dict:
 
 def test_compiled_pipelines_ship_verbatim_in_a_config_map() -> None:
     """Every files/pipelines/*.yaml of the chart is a key of the pipelines ConfigMap, content unchanged."""
-    compiled = chart_with_pipeline() / "files" / "pipelines" / "simplear-smoke.yaml"
+    compiled = sorted((CHART / "files" / "pipelines").glob("*.yaml"))
     config_map = one(objects("kfp"), "ConfigMap", "simplear-pipelines")
-    assert config_map["data"] == {"simplear-smoke.yaml": compiled.read_text()}
-    assert yaml.safe_load(compiled.read_text())["pipelineInfo"]["name"] == "simplear-smoke"
+    assert config_map["data"] == {path.name: path.read_text() for path in compiled}
+    names = {next(yaml.safe_load_all(path.read_text()))["pipelineInfo"]["name"] for path in compiled}
+    assert names == {"simplear-lifecycle", "simplear-sft", "simplear-grpo", "simplear-evaluate-deploy"}
 
 
 def test_registration_runs_after_install_and_upgrade_once_buckets_exist() -> None:

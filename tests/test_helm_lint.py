@@ -7,7 +7,7 @@ from pathlib import Path
 
 import helm_python as helm
 import pytest
-from test_helm_render import CHART, NAMESPACE, VALUE_SETS, chart_for
+from test_helm_render import CHART, NAMESPACE, VALUE_SETS
 
 WARNING = 2
 
@@ -22,7 +22,7 @@ def lint_findings(chart: Path, values: dict) -> list[str]:
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_strict_lint_passes(value_set: str) -> None:
     """Strict lint reports no warning or error."""
-    assert lint_findings(chart_for(value_set), VALUE_SETS[value_set]) == []
+    assert lint_findings(CHART, VALUE_SETS[value_set]) == []
 
 
 def test_strict_lint_reports_a_broken_template(tmp_path: Path) -> None:

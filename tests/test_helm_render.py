@@ -120,36 +120,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 _WORKDIR = tempfile.TemporaryDirectory(prefix="simplear-chart-")
 
 
-def compile_example_pipeline(path: Path) -> None:
-    """Compile a one-step Kubeflow pipeline to path, standing in for pipelines/compiled/*.yaml."""
-    from kfp import compiler, dsl
-
-    # No annotations: this module's postponed annotations are strings, which kfp cannot read.
-    @dsl.component(base_image="python:3.11.14-slim-bookworm")
-    def greet():
-        """Print a greeting."""
-        print("hello from simplear")
-
-    @dsl.pipeline(name="simplear-smoke", description="one step, for chart tests")
-    def smoke():
-        """Run the greeting once."""
-        greet()
-
-    compiler.Compiler().compile(smoke, str(path))
-
-
 @cache
-def chart_with_pipeline() -> Path:
-    """A copy of the chart holding one compiled pipeline under files/pipelines/."""
+def chart_without_pipelines() -> Path:
+    """A copy of the chart whose files/pipelines/ holds no compiled pipeline."""
     copy_dir = Path(tempfile.mkdtemp(dir=_WORKDIR.name)) / "simplear"
     shutil.copytree(CHART, copy_dir)
-    compile_example_pipeline(copy_dir / "files" / "pipelines" / "simplear-smoke.yaml")
+    for compiled in (copy_dir / "files" / "pipelines").glob("*.yaml"):
+        compiled.unlink()
     return copy_dir
-
-
-def chart_for(value_set: str) -> Path:
-    """The chart directory a value set installs (KFP registration needs a compiled pipeline in it)."""
-    return chart_with_pipeline() if value_set == "kfp" else CHART
 
 
 def render_values(values: dict[str, Any], chart: Path = CHART) -> dict[str, str]:
@@ -161,7 +139,7 @@ def render_values(values: dict[str, Any], chart: Path = CHART) -> dict[str, str]
 @cache
 def _rendered(value_set: str) -> dict[str, str]:
     """Rendered templates of one value set, computed once per session."""
-    return render_values(VALUE_SETS[value_set], chart_for(value_set))
+    return render_values(VALUE_SETS[value_set])
 
 
 def rendered(value_set: str) -> dict[str, str]:

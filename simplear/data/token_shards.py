@@ -52,8 +52,8 @@ def decode_shard(data: bytes) -> list[TokenRecord]:
         raise ValueError(f"not a token shard (format {metadata.get('format')!r}, expected {FORMAT!r})")
     captions = json.loads(metadata["captions"])
     return [
-        TokenRecord(index=int(i), codes=c.long(), short=s, long=l)
-        for i, c, (s, l) in zip(tensors["index"], tensors["codes"], captions, strict=True)
+        TokenRecord(index=int(i), codes=c.long(), short=s, long=length)
+        for i, c, (s, length) in zip(tensors["index"], tensors["codes"], captions, strict=True)
     ]
 
 

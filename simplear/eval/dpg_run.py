@@ -24,7 +24,8 @@ def read_dpg_prompts(store: Store, folder: str) -> dict[str, str]:
 
 
 def run_dpg(
-    sampler: Sampler, tokenizer: VisualTokenizer, prompts: dict[str, str], out: str, sampling: SamplingConfig, grid: int,
+    sampler: Sampler, tokenizer: VisualTokenizer, prompts: dict[str, str], out: str, sampling: SamplingConfig,
+    grid: int,
     batch_size: int, rank: int = 0, world_size: int = 1, store: Store | None = None, progress: bool = True,
 ) -> None:
     """Write `<id>.png` (4 images, 2x2) for this rank's prompts that have none yet."""

@@ -76,7 +76,7 @@ class SimpleARModel:
         return cls(lm=lm, tokenizer=tokenizer, vocab=vocab, vision=vision)
 
     def save(self, uri: str | Path, store: Store | None = None) -> dict:
-        """Write a Hugging Face directory (safetensors, tokenizer, config, vision.json) as an artifact, manifest last."""
+        """Write a Hugging Face directory (safetensors, tokenizer, config, vision.json), manifest last."""
         self.lm.config.architectures = ["Qwen2ForCausalLM"]
         setattr(self.lm.config, CODEBOOK_KEY, self.vocab.codebook_size)
         with tempfile.TemporaryDirectory(prefix="simplear-save-") as tmp:
@@ -97,7 +97,8 @@ class SimpleARModel:
         with torch.no_grad():
             for emb in {id(e): e for e in (text_lm.get_input_embeddings(), text_lm.get_output_embeddings())}.values():
                 emb.weight[-new_rows:] = emb.weight[:-new_rows].mean(dim=0, keepdim=True)
-        return cls(lm=text_lm, tokenizer=tokenizer, vocab=VisualVocab(offset=len(tokenizer), codebook_size=codebook_size))
+        vocab = VisualVocab(offset=len(tokenizer), codebook_size=codebook_size)
+        return cls(lm=text_lm, tokenizer=tokenizer, vocab=vocab)
 
     @classmethod
     def from_text_lm_dir(cls, uri: str | Path, codebook_size: int, store: Store | None = None) -> SimpleARModel:

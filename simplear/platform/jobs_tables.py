@@ -16,7 +16,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     """Columns padded to their widest cell, three spaces apart, headers in capitals (as kubectl prints)."""
     cells = [[h.upper() for h in headers], *rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells)
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in cells)
 
 
 def _aware(moment: datetime) -> datetime:

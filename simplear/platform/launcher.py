@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
 from simplear.platform.stage_spec import StageSpec
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """Where a run is in its life."""
 
     PENDING = "Pending"

@@ -1,4 +1,4 @@
-"""Requests to one left-padded batch: conditional rows, then their unconditional partners, and per-request parameters."""
+"""Requests to one left-padded batch: conditional rows, then their unconditional partners, per-request parameters."""
 
 from __future__ import annotations
 

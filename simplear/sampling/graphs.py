@@ -8,7 +8,7 @@ import torch
 
 
 class StepGraphs:
-    """Replays a captured decode step; the first call for a bucket runs the step eagerly (the warm-up), then captures it."""
+    """Replays a captured decode step; a bucket's first call runs the step eagerly (the warm-up), then captures it."""
 
     def __init__(self) -> None:
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}

@@ -96,7 +96,8 @@ class Sampler:
         limit = self.model.lm.config.max_position_embeddings
         longest = int(batch.lengths.max())
         if longest + num_codes > limit:
-            raise ValueError(f"a prompt of {longest} tokens plus {num_codes} codes exceeds the model's {limit} positions")
+            too_long = f"a prompt of {longest} tokens plus {num_codes} codes"
+            raise ValueError(f"{too_long} exceeds the model's {limit} positions")
         return batch
 
     def _attention_length(self, needed: int, max_len: int) -> int:

@@ -68,7 +68,8 @@ def jacobi_decode(
         p_next = _pick_row(p, k)
         residual = (p_next - _pick_row(q, k.clamp(max=window - 1))).clamp(min=0.0)
         use_residual = ((k < window) & (residual.sum(dim=-1) > 0))[:, None]
-        new = categorical(torch.where(use_residual, residual, p_next), uniform(batch.seeds, _counter(iteration, _NEXT, 0)))
+        draws = uniform(batch.seeds, _counter(iteration, _NEXT, 0))
+        new = categorical(torch.where(use_residual, residual, p_next), draws)
 
         active = done < num_codes
         window_codes = torch.cat([drafts, drafts[:, :1]], dim=1).scatter(1, k[:, None], new[:, None])

@@ -11,6 +11,7 @@ already in a running call finish with their batch (the others' work is kept) and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -158,10 +159,8 @@ class Batcher:
             if remaining <= 0 or len(queue) >= self.config.max_batch:
                 break
             self._arrival.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrival.wait(), remaining)
-            except TimeoutError:
-                pass
         jobs = [queue.popleft() for _ in range(min(len(queue), self.config.max_batch))]
         self._queued -= len(jobs)
         for job in jobs:

@@ -7,6 +7,8 @@ from PIL import Image, ImageDraw, ImageFont
 WIDTH, HEIGHT, MARGIN = 720, 420, 60
 LINE_COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14))
 TOTAL_COLOUR = (0, 0, 0)
+SMOOTHED_COLOUR = (230, 85, 13)
+SMOOTH_FROM_POINTS = 8
 
 
 def reward_curve(rows: list[dict]) -> list[dict]:
@@ -19,13 +21,23 @@ def reward_curve(rows: list[dict]) -> list[dict]:
     ]
 
 
+def moving_mean(line: list[tuple[int, float]], window: int) -> list[tuple[int, float]]:
+    """Each point's value replaced by the mean of it and up to window - 1 points before it."""
+    values = [value for _, value in line]
+    means = [sum(values[max(0, i - window + 1) : i + 1]) / min(window, i + 1) for i in range(len(values))]
+    return [(step, mean) for (step, _), mean in zip(line, means, strict=True)]
+
+
 def _series(curve: list[dict]) -> dict[str, list[tuple[int, float]]]:
-    """Lines to draw: the weighted reward, and each reward's mean when there are several."""
+    """Lines to draw: the weighted reward, each reward's mean when there are several, a moving mean when long."""
     names = sorted({key for point in curve for key in point if key.startswith("rewards/") and key.endswith("/mean")})
     series = {"reward": [(point["step"], point["reward"]) for point in curve]}
     if len(names) > 1:
         for name in names:
             series[name[len("rewards/") : -len("/mean")]] = [(p["step"], p[name]) for p in curve if name in p]
+    if len(curve) >= SMOOTH_FROM_POINTS:
+        window = max(3, len(curve) // 8)
+        series[f"reward, mean of {window}"] = moving_mean(series["reward"], window)
     return series
 
 
@@ -59,7 +71,8 @@ def draw_reward_curve(curve: list[dict], title: str = "GRPO reward per step") ->
     draw.text((WIDTH // 2 - 20, HEIGHT - 24), "step", fill=(0, 0, 0), font=font)
     draw.text((MARGIN, 20), title, fill=(0, 0, 0), font=font)
     for index, (name, line) in enumerate(series.items()):
-        colour = TOTAL_COLOUR if name == "reward" else LINE_COLOURS[(index - 1) % len(LINE_COLOURS)]
+        colour = (TOTAL_COLOUR if name == "reward" else SMOOTHED_COLOUR if name.startswith("reward, mean")
+                  else LINE_COLOURS[(index - 1) % len(LINE_COLOURS)])
         points = [to_px(step, value) for step, value in line]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)

@@ -1,0 +1,49 @@
+"""Compile every pipeline to pipelines/compiled/<name>.yaml and copy them where the Helm chart ships them from.
+
+Run from the repository root: `python -m pipelines.compile`.
+"""
+
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from kfp import compiler
+
+from pipelines.evaluate_deploy import evaluate_deploy
+from pipelines.grpo_only import grpo_only
+from pipelines.lifecycle import lifecycle
+from pipelines.sft_only import sft_only
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+COMPILED = REPOSITORY / "pipelines" / "compiled"
+CHART_PIPELINES = REPOSITORY / "helm" / "simplear" / "files" / "pipelines"
+PIPELINES: dict[str, Callable] = {
+    "simplear-lifecycle": lifecycle,
+    "simplear-sft": sft_only,
+    "simplear-grpo": grpo_only,
+    "simplear-evaluate-deploy": evaluate_deploy,
+}
+
+
+def compile_all(directory: Path) -> list[Path]:
+    """Write every pipeline's YAML into directory; the files written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, pipeline in PIPELINES.items():
+        path = directory / f"{name}.yaml"
+        compiler.Compiler().compile(pipeline, str(path))
+        written.append(path)
+    return written
+
+
+def main() -> int:
+    """Compile into pipelines/compiled and copy each file into the chart's files/pipelines."""
+    for path in compile_all(COMPILED):
+        shutil.copyfile(path, CHART_PIPELINES / path.name)
+        print(f"{path.relative_to(REPOSITORY)} -> {(CHART_PIPELINES / path.name).relative_to(REPOSITORY)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

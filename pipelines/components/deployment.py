@@ -1,0 +1,79 @@
+"""Deploy component: the model server on the new checkpoint, checked with one v1 predict request whose image is scored.
+
+On the cluster the InferenceService is pointed at the checkpoint; locally `simplear serve` runs on 127.0.0.1.
+"""
+
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from pipelines.components.base import on_base_image
+from pipelines.components.stage_support import (
+    STAGE_HELPERS,
+    backend_store,
+    progress,
+    publish,
+    record_step,
+    stage_launcher,
+)
+
+
+def predict_once(url: str, model_name: str, prompt: dict, seed: int, cfg_scale: float, negative_prompt: str) -> dict:
+    """One v1 predict request for a held-out prompt; its latency and the image's size and shapes score."""
+    import base64
+    import io
+    import json
+    import time
+    import urllib.request
+
+    from PIL import Image
+
+    from simplear.data.shapes import score_image
+
+    body = {"instances": [{"prompt": prompt["prompt"], "seed": seed, "cfg_scale": cfg_scale,
+                           "negative_prompt": negative_prompt}]}
+    request = urllib.request.Request(f"{url}/v1/models/{model_name}:predict", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    started = time.monotonic()
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        (prediction,) = json.loads(answer.read())["predictions"]
+    latency = time.monotonic() - started
+    image = Image.open(io.BytesIO(base64.b64decode(prediction["image_b64"]))).convert("RGB")
+    if image.size != (prediction["resolution"], prediction["resolution"]):
+        raise ValueError(f"served image is {image.size}, not the {prediction['resolution']} px it reports")
+    score = score_image(image, prompt)
+    return {"prompt": prompt["prompt"], "seed": prediction["seed"], "latency_s": latency, "width": image.width,
+            "height": image.height, "correct": bool(score.correct), "reason": score.reason}
+
+
+@on_base_image(*STAGE_HELPERS, predict_once)
+def deploy(backend: str, runs_dir: str, root: str, model_name: str, inference_service: str, seed: int,
+           cfg_scale: float, negative_prompt: str, timeout_minutes: int, model: Input[Model],
+           prompts: Input[Dataset], served: Output[Artifact]) -> None:
+    """Serve the model (local: `simplear serve` on 127.0.0.1; kubernetes: the InferenceService) and check one image."""
+    import json
+    import time
+
+    uri = model.metadata["uri"]
+    store = backend_store(backend)
+    prompt = json.loads(store.read(prompts.metadata["eval_prompts"]).decode().splitlines()[0])
+    started = time.monotonic()
+    if backend == "local":
+        from simplear.serve.process import ServerProcess
+
+        with ServerProcess(["--model-dir", uri], model_name=model_name,
+                           startup_timeout_s=timeout_minutes * 60) as server:
+            ready = time.monotonic() - started
+            progress(f"serve: {uri} ready at {server.url} after {ready:.0f} s")
+            check = predict_once(server.url, model_name, prompt, seed, cfg_scale, negative_prompt)
+            url = server.url
+    else:
+        launcher = stage_launcher(backend, runs_dir)
+        launcher.deploy(inference_service, uri, timeout=timeout_minutes * 60)
+        ready = time.monotonic() - started
+        url = f"http://{inference_service}-predictor.{launcher.namespace}.svc"
+        progress(f"serve: InferenceService {inference_service} ready with {uri} after {ready:.0f} s")
+        check = predict_once(url, model_name, prompt, seed, cfg_scale, negative_prompt)
+    progress(f"serve: v1 predict answered a {check['width']}x{check['height']} image in {check['latency_s']:.1f} s "
+             f"for {check['prompt']!r} ({'correct' if check['correct'] else check['reason']})")
+    result = {"backend": backend, "url": url, "model": uri, "ready_s": ready, **check}
+    publish(served, uri, result)
+    record_step(store, root, "serve", {"stage": "serve", "seconds": time.monotonic() - started, "served": result})

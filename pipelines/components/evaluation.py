@@ -1,0 +1,39 @@
+"""Evaluation component: held-out prompts to images in GenEval's layout (`simplear evaluate`), scored per tag."""
+
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from pipelines.components.base import on_base_image
+from pipelines.components.stage_support import STAGE_HELPERS, backend_store, progress, publish, record_step, run_stage
+
+
+@on_base_image(*STAGE_HELPERS)
+def evaluate(backend: str, runs_dir: str, root: str, stage: str, images_per_prompt: int, cfg_scale: float,
+             negative_prompt: str, seed: int, procs_per_node: int, timeout_minutes: int, model: Input[Model],
+             prompts: Input[Dataset], scores: Output[Metrics], samples: Output[Dataset],
+             batch_size: int = 64) -> None:
+    """Images of the held-out prompts with fixed seeds and CFG, scored by the exact shapes checker, per tag."""
+    import json
+
+    from simplear.store import join
+
+    out = join(root, "eval", stage)
+    args = ["--model", model.metadata["uri"], "--prompts", prompts.metadata["eval_prompts"], "--out", out,
+            "--n", images_per_prompt, "--score-shapes", "--no-progress", "--batch-size", batch_size,
+            "--cfg-scale", cfg_scale, "--negative-prompt", negative_prompt, "--seed", seed]
+    seconds = run_stage(backend, runs_dir, "evaluate", f"evaluate-{stage}", args, procs_per_node, timeout_minutes)
+    store = backend_store(backend)
+    summary = json.loads(store.read(join(out, "summary.json")))
+    for tag, score in summary["per_tag"].items():
+        scores.log_metric(tag, score)
+    scores.log_metric("overall", summary["overall"])
+    progress(f"evaluate-{stage}: overall {summary['overall']:.3f} "
+             + " ".join(f"{tag} {score:.2f}" for tag, score in summary["per_tag"].items()))
+    prompt_count = sum(1 for line in store.read(prompts.metadata["eval_prompts"]).decode().splitlines() if line.strip())
+    sampling = {"cfg_scale": cfg_scale, "negative_prompt": negative_prompt, "seed": seed}
+    publish(samples, out, {"stage": stage, "model": model.metadata["uri"], "images_per_prompt": images_per_prompt,
+                           **sampling})
+    record_step(store, root, f"evaluate-{stage}", {
+        "stage": "evaluate", "evaluates": stage, "seconds": seconds, "output": out, "per_tag": summary["per_tag"],
+        "overall": summary["overall"], "prompts": prompt_count, "images_per_prompt": images_per_prompt,
+        "sampling": sampling,
+    })

@@ -1,0 +1,78 @@
+"""Training components: pretrain and SFT (`simplear train`, DeepSpeed ranks) and GRPO (trainer + rollouts)."""
+
+from kfp.dsl import HTML, Dataset, Input, Model, Output
+
+from pipelines.components.base import on_base_image
+from pipelines.components.stage_support import STAGE_HELPERS, backend_store, publish, record_step, run_stage
+
+
+@on_base_image(*STAGE_HELPERS)
+def pretrain(backend: str, runs_dir: str, root: str, preset: str, steps: int, batch_size: int,
+             learning_rate: float, procs_per_node: int, timeout_minutes: int, tokens: Input[Dataset],
+             model: Output[Model], save_steps: int = 100) -> None:
+    """Next-token pretraining of a random-init model of the preset on token shards; the final checkpoint."""
+    from simplear.store import join
+
+    out = join(root, "models", "pretrain")
+    args = ["--data", tokens.metadata["uri"], "--output", out, "--preset", preset,
+            "--max-steps", steps, "--batch-size", batch_size, "--learning-rate", learning_rate,
+            "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps, "--logging-steps", 10]
+    seconds = run_stage(backend, runs_dir, "pretrain", "pretrain", args, procs_per_node, timeout_minutes)
+    publish(model, join(out, "final"), {"stage": "pretrain", "steps": steps, "run": out})
+    record_step(backend_store(backend), root, "pretrain", {"stage": "pretrain", "seconds": seconds, "steps": steps,
+                                                           "output": join(out, "final")})
+
+
+@on_base_image(*STAGE_HELPERS)
+def sft(backend: str, runs_dir: str, root: str, steps: int, batch_size: int, learning_rate: float,
+        procs_per_node: int, timeout_minutes: int, tokens: Input[Dataset], init: Input[Model], model: Output[Model],
+        save_steps: int = 100) -> None:
+    """Supervised fine-tuning of a checkpoint on token shards; the final checkpoint."""
+    from simplear.store import join
+
+    out = join(root, "models", "sft")
+    args = ["--data", tokens.metadata["uri"], "--output", out, "--init", "checkpoint",
+            "--init-from", init.metadata["uri"], "--max-steps", steps, "--batch-size", batch_size,
+            "--learning-rate", learning_rate, "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps,
+            "--logging-steps", 10]
+    seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes)
+    publish(model, join(out, "final"), {"stage": "sft", "steps": steps, "run": out})
+    record_step(backend_store(backend), root, "sft", {"stage": "sft", "seconds": seconds, "steps": steps,
+                                                      "output": join(out, "final")})
+
+
+@on_base_image(*STAGE_HELPERS)
+def grpo(backend: str, runs_dir: str, root: str, preset: str, steps: int, batch_size: int, num_generations: int,
+         num_iterations: int, learning_rate: float, max_minutes: float, cfg_scale: float, seed: int, rollout: str,
+         rollout_engine: str, procs_per_node: int, timeout_minutes: int, prompts: Input[Dataset],
+         init: Input[Model], model: Output[Model], reward_curve: Output[HTML], caption: str = "short",
+         save_steps: int = 25) -> None:
+    """GRPO with the exact shapes reward, rollouts in the trainer or from a rollout server; model and reward curve."""
+    import base64
+    import json
+
+    from simplear.store import join
+    from simplear.train.grpo.reward_curve import reward_curve as curve_points
+
+    if rollout not in ("in_process", "server"):
+        raise ValueError(f"rollout must be in_process or server, not {rollout!r}")
+    out = join(root, "models", "grpo")
+    args = ["--prompts", prompts.metadata["meta"], "--caption", caption, "--init-from", init.metadata["uri"],
+            "--output", out, "--preset", preset, "--max-steps", steps, "--batch-size", batch_size,
+            "--num-generations", num_generations, "--num-iterations", num_iterations,
+            "--learning-rate", learning_rate, "--warmup-ratio", 0.05, "--cfg-scale", cfg_scale, "--seed", seed,
+            "--save-steps", save_steps, "--logging-steps", 1]
+    if max_minutes > 0:
+        args += ["--max-minutes", max_minutes]
+    server = {"model": init.metadata["uri"], "engine": rollout_engine} if rollout == "server" else None
+    seconds = run_stage(backend, runs_dir, "grpo", "grpo", args, procs_per_node, timeout_minutes, server)
+    store = backend_store(backend)
+    rows = [json.loads(line) for line in store.read(join(out, "logs", "train.jsonl")).decode().splitlines()]
+    curve = [[point["step"], point["reward"]] for point in curve_points(rows)]
+    png = join(out, "logs", "reward_curve.png")
+    with open(reward_curve.path, "w") as page:
+        page.write(f'<img alt="GRPO reward per step" src="data:image/png;base64,'
+                   f'{base64.b64encode(store.read(png)).decode()}">')
+    publish(model, join(out, "final"), {"stage": "grpo", "steps": steps, "run": out, "rollout": rollout})
+    record_step(store, root, "grpo", {"stage": "grpo", "seconds": seconds, "steps": steps, "output": join(out, "final"),
+                                      "rollout": rollout, "reward_curve": curve, "reward_curve_png": png})

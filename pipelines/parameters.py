@@ -1,0 +1,63 @@
+"""What each pipeline parameter means: one description per name, written into every pipeline's docstring."""
+
+import inspect
+from collections.abc import Callable
+
+PARAMETER_HELP: dict[str, str] = {
+    "backend": "kubernetes: stages run as PyTorchJobs and the model on the InferenceService; local: processes on "
+               "this machine (kfp.local).",
+    "store_root": "Store URI under which this run's folder goes; empty: s3://<checkpoint bucket>/pipelines.",
+    "run_tag": "Name of this run's folder under store_root; empty: the pipeline run's id.",
+    "runs_dir": "Local backend: where stage runs are recorded for `simplear jobs`; empty: $SIMPLEAR_RUNS_DIR or "
+                "~/.simplear/runs.",
+    "preset": "Model preset (tiny, 0.5B, 1.5B): transformer shape and visual tokenizer.",
+    "pretrain_images": "Synthetic shapes images of the pretraining set.",
+    "pretrain_data_seed": "Seed of the pretraining set.",
+    "sft_images": "Synthetic shapes images of the SFT set (their short captions are also the GRPO prompts).",
+    "sft_data_seed": "Seed of the SFT set.",
+    "eval_per_tag": "Held-out prompts per GenEval tag.",
+    "procs_per_node": "Ranks per stage run; 0: the pool's GPUs per pod on Kubernetes, 1 locally.",
+    "batch_size": "Pretrain / SFT sequences per rank per step.",
+    "pretrain_steps": "Pretraining optimizer steps.",
+    "pretrain_learning_rate": "Peak pretraining learning rate (cosine schedule, 5% warmup).",
+    "sft_steps": "SFT optimizer steps.",
+    "sft_learning_rate": "Peak SFT learning rate.",
+    "grpo_steps": "GRPO optimizer steps (the length of its schedule).",
+    "grpo_batch_size": "GRPO rollout images per rank per step (whole groups).",
+    "grpo_num_generations": "GRPO images per prompt: one group.",
+    "grpo_num_iterations": "GRPO optimizer passes over each batch of rollouts.",
+    "grpo_learning_rate": "Peak GRPO learning rate.",
+    "grpo_max_minutes": "GRPO stops with a checkpoint after this many minutes of training; 0: no limit.",
+    "rollout": "Where GRPO rollouts come from: in_process (the trainer samples) or server (a rollout server).",
+    "rollout_engine": "Engine of the rollout server: vllm or torch.",
+    "eval_images_per_prompt": "Images per held-out prompt in every evaluation.",
+    "cfg_scale": "Classifier-free guidance scale of evaluation, rollouts and the serving check.",
+    "negative_prompt": "Unconditional row's prompt in evaluation and the serving check; empty: the CFG-dropped "
+                       "prompt.",
+    "seed": "Seed of the first evaluation image (+1 per image), of the serving check and of GRPO.",
+    "model_name": "Model name in the server's routes: /v1/models/<model_name>:predict.",
+    "inference_service": "Kubernetes backend: the InferenceService pointed at the new model.",
+    "stage_timeout_minutes": "A stage run still going after this many minutes fails the step.",
+    "init_model_uri": "Store URI of the checkpoint to start from (complete: has manifest.json).",
+    "model_uri": "Store URI of the checkpoint to evaluate and serve.",
+    "model_label": "Name of the evaluated model in the report.",
+    "sft_tokens_uri": "Store URI of the SFT token dataset (complete: has manifest.json).",
+    "prompts_data_uri": "Store URI of a shapes dataset folder whose meta.jsonl holds the GRPO prompts.",
+    "eval_data_uri": "Store URI of a folder holding the held-out evaluation_metadata.jsonl.",
+    "base_image": "Image of the component pods: the chart's base image (simplear with the Pipelines SDK).",
+    "store_secret": "Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: the chart's <release>-store.",
+    "platform_config_map": "ConfigMap holding platform.json (images, pools, store): the chart's <release>-platform.",
+    "cpu_node_selector": "nodeSelector of the component pods: the chart's pools.cpu.nodeSelector.",
+    "cpu_tolerations": "Tolerations of the component pods: the chart's pools.cpu.tolerations.",
+}
+
+
+def with_parameter_help(pipeline: Callable) -> Callable:
+    """Append an Args section describing every parameter of `pipeline`, which kfp turns into their descriptions."""
+    names = list(inspect.signature(pipeline).parameters)
+    missing = [name for name in names if name not in PARAMETER_HELP]
+    if missing:
+        raise KeyError(f"{pipeline.__name__}: no description for parameters {missing}")
+    args = "".join(f"\n    {name}: {PARAMETER_HELP[name]}" for name in names)
+    pipeline.__doc__ = f"{inspect.cleandoc(pipeline.__doc__ or '')}\n\nArgs:{args}\n"
+    return pipeline

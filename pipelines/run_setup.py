@@ -1,0 +1,42 @@
+"""What every pipeline builds first and last: placed tasks, the planned run root, shared arguments, the report."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from kfp import dsl
+from kfp.dsl import PipelineTask
+
+from pipelines.components.plan import plan_run
+from pipelines.components.report import report
+from pipelines.platform_wiring import ClusterParameters, on_platform
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """One pipeline run in the making: how tasks are placed, and the arguments every stage component takes."""
+
+    place: Callable[..., PipelineTask]
+    run: dict[str, Any]
+
+    def evaluation(self, procs_per_node: Any, images_per_prompt: Any, cfg_scale: Any, negative_prompt: Any,
+                   seed: Any) -> dict[str, Any]:
+        """The arguments of every evaluate task: the stage arguments plus ranks and sampling."""
+        return {**self.run, "procs_per_node": procs_per_node, "images_per_prompt": images_per_prompt,
+                "cfg_scale": cfg_scale, "negative_prompt": negative_prompt, "seed": seed}
+
+    def report(self, *after: PipelineTask) -> Any:
+        """The report task, run once every given task is done; its output is the report folder's URI."""
+        page = report(backend=self.run["backend"], root=self.run["root"]).after(*after)
+        return self.place(page, display_name="Report").outputs["Output"]
+
+
+def start_run(backend: Any, store_root: Any, run_tag: Any, runs_dir: Any, stage_timeout_minutes: Any,
+              cluster: ClusterParameters) -> PipelineRun:
+    """Plan the run's root in the store and return what the pipeline's stages share."""
+    place = partial(on_platform, cluster=cluster)
+    plan = place(plan_run(backend=backend, store_root=store_root, run_tag=run_tag,
+                          run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), display_name="Plan the run")
+    return PipelineRun(place, {"backend": backend, "runs_dir": runs_dir, "root": plan.output,
+                               "timeout_minutes": stage_timeout_minutes})

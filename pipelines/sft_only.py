@@ -1,0 +1,66 @@
+"""Entry point from an existing checkpoint and token dataset: SFT, evaluated before and after, report."""
+
+from kfp import dsl
+
+from pipelines.components.evaluation import evaluate
+from pipelines.components.existing import existing_dataset, existing_model
+from pipelines.components.training import sft
+from pipelines.parameters import with_parameter_help
+from pipelines.platform_wiring import (
+    BASE_IMAGE,
+    CPU_POOL_NODE_SELECTOR,
+    CPU_POOL_TOLERATIONS,
+    PLATFORM_CONFIG_MAP,
+    STORE_SECRET,
+    ClusterParameters,
+)
+from pipelines.run_setup import start_run
+from simplear.config import SHAPES_RECIPES
+
+RECIPE = SHAPES_RECIPES["full"]
+
+
+@dsl.pipeline(name="simplear-sft", description="SFT from an existing checkpoint on an existing token dataset, "
+                                               "evaluated before and after on held-out prompts.")
+@with_parameter_help
+def sft_only(
+    init_model_uri: str,
+    sft_tokens_uri: str,
+    eval_data_uri: str,
+    backend: str = "kubernetes",
+    store_root: str = "",
+    run_tag: str = "",
+    runs_dir: str = "",
+    procs_per_node: int = 0,
+    batch_size: int = RECIPE.batch_size,
+    sft_steps: int = RECIPE.sft_steps,
+    sft_learning_rate: float = RECIPE.sft_learning_rate,
+    eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
+    cfg_scale: float = RECIPE.cfg_scale,
+    negative_prompt: str = RECIPE.negative_prompt,
+    seed: int = RECIPE.seed,
+    stage_timeout_minutes: int = 1440,
+    base_image: str = BASE_IMAGE,
+    store_secret: str = STORE_SECRET,
+    platform_config_map: str = PLATFORM_CONFIG_MAP,
+    cpu_node_selector: dict = CPU_POOL_NODE_SELECTOR,
+    cpu_tolerations: list = CPU_POOL_TOLERATIONS,
+) -> str:
+    """Fine-tune a checkpoint and score it against where it started; returns the report folder's URI."""
+    cluster = ClusterParameters(base_image, store_secret, platform_config_map, cpu_node_selector, cpu_tolerations)
+    pipeline_run = start_run(backend, store_root, run_tag, runs_dir, stage_timeout_minutes, cluster)
+    place, run = pipeline_run.place, pipeline_run.run
+    evaluation = pipeline_run.evaluation(procs_per_node, eval_images_per_prompt, cfg_scale, negative_prompt, seed)
+    init = place(existing_model(backend=backend, uri=init_model_uri), display_name="Checkpoint to start from")
+    tokens = place(existing_dataset(backend=backend, uri=sft_tokens_uri, required_file="manifest.json"),
+                   display_name="SFT token dataset")
+    held_out = place(existing_dataset(backend=backend, uri=eval_data_uri, required_file="evaluation_metadata.jsonl"),
+                     display_name="Held-out prompts").outputs["data"]
+    before = place(evaluate(**evaluation, stage="init", model=init.outputs["model"], prompts=held_out),
+                   display_name="Evaluate: start")
+    tuned = place(sft(**run, procs_per_node=procs_per_node, steps=sft_steps, batch_size=batch_size,
+                      learning_rate=sft_learning_rate, tokens=tokens.outputs["data"], init=init.outputs["model"]),
+                  display_name="SFT")
+    after = place(evaluate(**evaluation, stage="sft", model=tuned.outputs["model"], prompts=held_out),
+                  display_name="Evaluate: SFT")
+    return pipeline_run.report(before, after)

@@ -1,0 +1,87 @@
+"""Components run for real through kfp.local: a stage component's run goes through the LocalLauncher."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kfp import local
+from test_helm_render import objects, one
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))  # pipelines/ is a folder of the repository, not an installed package
+
+from pipelines.components.data import shapes_data  # noqa: E402
+from pipelines.components.existing import existing_model  # noqa: E402
+from pipelines.components.plan import plan_run  # noqa: E402
+from pipelines.components.stage_support import platform_config  # noqa: E402
+
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:kfp.local.orchestrator.task_executor"),
+              pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning")]
+
+
+@pytest.fixture
+def kfp_local(tmp_path: Path) -> Path:
+    """kfp.local with the subprocess runner in this environment (nothing pip-installed); its root."""
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"),
+               workspace_root=str(tmp_path), raise_on_error=True)
+    return tmp_path
+
+
+def jobs_list(runs_dir: Path) -> str:
+    """What `simplear jobs list` prints for a runs directory."""
+    done = subprocess.run([sys.executable, "-m", "simplear.cli", "jobs", "--runs-dir", str(runs_dir), "list"],
+                          capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_a_stage_component_runs_its_stage_as_a_local_run_that_simplear_jobs_lists(kfp_local: Path) -> None:
+    """shapes_data with the local backend: a LocalLauncher run under runs_dir, its dataset in the store."""
+    runs, root = kfp_local / "runs", kfp_local / "store" / "run"
+    task = shapes_data(backend="local", runs_dir=str(runs), root=str(root), name="unit", images=12, seed=3,
+                       eval_per_tag=1, timeout_minutes=5)
+    data = task.outputs["data"]
+    assert data.metadata["uri"] == str(root / "data" / "unit")
+    assert len((root / "data" / "unit" / "meta.jsonl").read_text().splitlines()) == 12
+    assert data.metadata["eval_prompts"] == str(root / "data" / "unit" / "evaluation_metadata.jsonl")
+    assert json.loads(Path(data.path).read_text())["uri"] == data.metadata["uri"]
+    assert re.search(r"shapes-unit-[0-9a-f]{8}\s+shapes\s+Succeeded", jobs_list(runs))
+    journal = json.loads((root / "journal" / "shapes-unit.json").read_text())
+    assert journal["stage"] == "data" and journal["seconds"] > 0 and journal["output"] == data.metadata["uri"]
+
+
+def test_plan_puts_the_run_under_the_store_root_and_refuses_none_locally(kfp_local: Path) -> None:
+    """<store_root>/<run_tag>, with the journal's first entry; the local backend needs a store root."""
+    root = plan_run(backend="local", store_root=str(kfp_local / "store"), run_tag="tag", run_id="1").output
+    assert root == str(kfp_local / "store" / "tag")
+    assert json.loads((kfp_local / "store" / "tag" / "journal" / "plan.json").read_text())["stage"] == "plan"
+    with pytest.raises(RuntimeError, match="plan-run"):
+        plan_run(backend="local", store_root="", run_tag="tag", run_id="1")
+
+
+def test_an_incomplete_checkpoint_is_refused_as_a_starting_point(kfp_local: Path) -> None:
+    """A folder without manifest.json fails the step instead of training from a half-written model."""
+    half = kfp_local / "half"
+    half.mkdir()
+    (half / "config.json").write_text("{}")
+    with pytest.raises(RuntimeError, match="existing-model"):
+        existing_model(backend="local", uri=str(half))
+
+
+def test_cluster_components_read_the_mounted_platform_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart's platform.json parses as PlatformConfig and points the component's store at its endpoint."""
+    mounted = tmp_path / "platform.json"
+    mounted.write_text(one(objects("default"), "ConfigMap", "simplear-platform")["data"]["platform.json"])
+    monkeypatch.setenv("SIMPLEAR_PLATFORM_CONFIG", str(mounted))
+    monkeypatch.delenv("SIMPLEAR_S3_ENDPOINT", raising=False)
+    monkeypatch.delenv("SIMPLEAR_S3_SECURE", raising=False)
+    config = platform_config()
+    assert config.store_endpoint == "simplear-minio.ml-platform.svc:9000"
+    assert config.checkpoint_bucket == "simplear-checkpoints"
+    assert os.environ["SIMPLEAR_S3_ENDPOINT"] == config.store_endpoint
+    assert os.environ["SIMPLEAR_S3_SECURE"] == "false"

@@ -1,0 +1,74 @@
+"""Pipeline parameters: typed, described, with defaults that match the shapes recipe and the chart's defaults."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+from test_helm_render import objects, one
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))  # pipelines/ is a folder of the repository, not an installed package
+
+from pipelines.compile import COMPILED, PIPELINES  # noqa: E402
+from simplear.config import SHAPES_RECIPES, ShapesRecipe  # noqa: E402
+
+KFP_TYPES = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool: "BOOLEAN", dict: "STRUCT",
+             list: "LIST"}
+REQUIRED = {
+    "simplear-lifecycle": set(),
+    "simplear-sft": {"init_model_uri", "sft_tokens_uri", "eval_data_uri"},
+    "simplear-grpo": {"init_model_uri", "prompts_data_uri", "eval_data_uri"},
+    "simplear-evaluate-deploy": {"model_uri", "eval_data_uri"},
+}
+
+
+def parameters(name: str) -> dict[str, dict]:
+    """The pipeline's input parameters as compiled."""
+    spec = next(yaml.safe_load_all((COMPILED / f"{name}.yaml").read_text()))
+    return spec["root"]["inputDefinitions"]["parameters"]
+
+
+def test_every_parameter_is_described_and_only_the_starting_points_are_required() -> None:
+    """Each parameter has a description; the entry points require exactly their existing data and checkpoints."""
+    for name in PIPELINES:
+        params = parameters(name)
+        assert all(p.get("description", "").strip() for p in params.values()), name
+        assert {key for key, p in params.items() if not p.get("isOptional")} == REQUIRED[name], name
+
+
+def test_lifecycle_defaults_are_the_full_shapes_recipe_with_their_types() -> None:
+    """Every recipe field is a lifecycle parameter of the same type whose default is the full recipe's value."""
+    params = parameters("simplear-lifecycle")
+    recipe = SHAPES_RECIPES["full"].model_dump()
+    recipe["procs_per_node"] = 0  # on the cluster: the pool's GPUs per pod
+    for field, info in ShapesRecipe.model_fields.items():
+        assert params[field]["parameterType"] == KFP_TYPES[info.annotation], field
+        assert params[field]["defaultValue"] == recipe[field], field
+
+
+def test_backend_and_rollout_defaults_are_the_clusters() -> None:
+    """Registered with the chart, the pipelines run stages as PyTorchJobs, GRPO rollouts on vLLM when served."""
+    for name in PIPELINES:
+        assert parameters(name)["backend"]["defaultValue"] == "kubernetes"
+    for name in ("simplear-lifecycle", "simplear-grpo"):
+        assert parameters(name)["rollout_engine"]["defaultValue"] == "vllm"
+    assert parameters("simplear-lifecycle")["rollout"]["defaultValue"] == "in_process"
+    assert parameters("simplear-grpo")["rollout"]["defaultValue"] == "server"
+
+
+def test_cluster_parameters_default_to_what_the_chart_installs() -> None:
+    """Store Secret, platform ConfigMap and the cpu pool's placement default to the chart's default release."""
+    docs = objects("default")
+    platform = json.loads(one(docs, "ConfigMap", "simplear-platform")["data"]["platform.json"])
+    isvc = one(docs, "InferenceService")["metadata"]["name"]
+    for name in PIPELINES:
+        params = parameters(name)
+        assert params["store_secret"]["defaultValue"] == platform["storeSecret"]
+        assert params["platform_config_map"]["defaultValue"] == "simplear-platform"
+        assert params["cpu_node_selector"]["defaultValue"] == platform["pools"]["cpu"]["nodeSelector"]
+        assert params["cpu_tolerations"]["defaultValue"] == platform["pools"]["cpu"]["tolerations"]
+    for name in ("simplear-lifecycle", "simplear-evaluate-deploy"):
+        assert parameters(name)["inference_service"]["defaultValue"] == isvc
