@@ -148,25 +148,31 @@ def test_bad_generate_requests_get_400(server: RolloutServerProcess, body: dict,
     assert message in response.json()["error"]
 
 
-def test_weight_push_serves_the_trainers_distribution(client: HttpRolloutClient, policies: dict[str, Path]) -> None:
-    """After a push, greedy codes are transformers' argmax on the pushed weights, and the version went up by one."""
-    serve(client.base_url, policies["initial"])
+def assert_push_serves_trained_policy(client: HttpRolloutClient, trained_dir: Path, num_codes: int) -> int:
+    """Push trained_dir's weights; greedy codes become transformers' argmax on them, sampled logprobs match; version."""
     greedy = [Request(prompt, SamplingConfig(cfg_scale=scale, temperature=0.0))
               for prompt in ("a red circle", "a cat") for scale in (1.0, 5.0)]
-    before = client.generate(greedy, 16)
-    trained = SimpleARModel.load(policies["trained"])
+    before = client.generate(greedy, num_codes)
+    trained = SimpleARModel.load(trained_dir)
     version = client.push_weights(trained)
-    after = client.generate(greedy, 16)
+    after = client.generate(greedy, num_codes)
     assert version == before.policy_version + 1 == after.policy_version
     assert not torch.equal(before.codes, after.codes)
     for request, codes in zip(greedy, after.codes, strict=True):
         assert torch.equal(hf_guided_logprobs(trained, request, codes).argmax(dim=-1), codes)
+    assert torch.equal(after.logprobs, torch.zeros_like(after.logprobs)), "a greedy pick has probability one"
     params = SamplingConfig(cfg_scale=3.0, temperature=0.9, top_k=6, seed=11)
     sampled = client.generate([Request("a green cross", params)], 24)
     expected = sampled_logprobs(hf_guided_logprobs(trained, Request("a green cross", params), sampled.codes[0]),
                                 sampled.codes[0], params)
     assert torch.allclose(sampled.logprobs[0], expected, atol=1e-4)
-    assert torch.equal(after.logprobs, torch.zeros_like(after.logprobs))
+    return version
+
+
+def test_weight_push_serves_the_trainers_distribution(client: HttpRolloutClient, policies: dict[str, Path]) -> None:
+    """After a push, greedy codes are transformers' argmax on the pushed weights, and the version went up by one."""
+    serve(client.base_url, policies["initial"])
+    assert_push_serves_trained_policy(client, policies["trained"], 16)
 
 
 def test_policy_version_increments_and_old_pushes_are_removed(client: HttpRolloutClient, tmp_path: Path) -> None:

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 import requests
 import torch
-from test_rollout_server import hf_guided_logprobs, post, sampled_logprobs, serve, tiny_model
+from test_rollout_server import (
+    assert_push_serves_trained_policy,
+    hf_guided_logprobs,
+    post,
+    sampled_logprobs,
+    serve,
+    tiny_model,
+)
 
 from simplear.config import SamplingConfig
 from simplear.model.simplear_lm import SimpleARModel
@@ -180,21 +187,7 @@ def test_a_split_pair_is_failed_loudly(url: str) -> None:
 def test_weight_push_serves_the_trainers_distribution(url: str, policies: dict[str, Path], tmp_path: Path) -> None:
     """Push through the store, reload in place: greedy codes become transformers' argmax on the new weights."""
     client = HttpRolloutClient(url, Store(), str(tmp_path / "pushed"), timeout_s=TIMEOUT, attempts=2)
-    greedy = [Request(prompt, SamplingConfig(cfg_scale=scale, temperature=0.0))
-              for prompt in ("a red circle", "a cat") for scale in (1.0, 5.0)]
-    before = client.generate(greedy, 24)
-    trained = SimpleARModel.load(policies["trained"])
-    version = client.push_weights(trained)
-    after = client.generate(greedy, 24)
-    assert version == before.policy_version + 1 == after.policy_version
-    assert not torch.equal(before.codes, after.codes)
-    for request, codes in zip(greedy, after.codes, strict=True):
-        assert torch.equal(hf_guided_logprobs(trained, request, codes).argmax(dim=-1), codes)
-    params = SamplingConfig(cfg_scale=3.0, temperature=0.9, top_k=6, seed=11)
-    sampled = client.generate([Request("a green cross", params)], 24)
-    expected = sampled_logprobs(hf_guided_logprobs(trained, Request("a green cross", params), sampled.codes[0]),
-                                sampled.codes[0], params)
-    assert torch.allclose(sampled.logprobs[0], expected, atol=1e-4)
+    version = assert_push_serves_trained_policy(client, policies["trained"], 24)
     reload = post(url, "/weights", {"uri": str(policies["trained"])}).json()
     assert reload["policy_version"] == version + 1 and reload["seconds"] < 30
 

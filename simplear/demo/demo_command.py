@@ -2,7 +2,7 @@
 
 The same compiled pipeline the chart registers with Kubeflow Pipelines runs here with `backend=local`: every stage is
 a LocalLauncher run (visible to `simplear jobs`), every artifact goes to the store, and the report lands in the run
-directory. `--quick` proves the wiring in about five minutes; the full run takes about 25 on two CPU cores.
+directory. `--quick` proves the wiring in about two minutes; the full run takes about 15 on two CPU cores.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ PIPELINE_LOG = "pipeline.log"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `simplear demo`."""
     parser.add_argument("--quick", action="store_true",
-                        help="tiny step counts and few prompts (about 5 minutes): proves the wiring, not the quality")
+                        help="tiny step counts and few prompts (about 2 minutes): proves the wiring, not the quality")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--store", help="store root for data and checkpoints: a directory, or s3://bucket/prefix "
                                        "reached through SIMPLEAR_S3_ENDPOINT and AWS_* (default: <out>/store)")
