@@ -226,6 +226,7 @@ class Images(CamelStrict):
     train: str
     rollout: str
     serve: str
+    pull_secrets: tuple[str, ...] = Field(default=(), description="docker-registry Secrets every stage pod pulls with")
 
 
 class PlatformConfig(CamelStrict):

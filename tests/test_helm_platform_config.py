@@ -50,6 +50,15 @@ def test_existing_secret_with_minio_is_the_configured_secret() -> None:
     assert platform_config("minio-existing-secret").store_secret == "team-minio-root"
 
 
+def test_image_pull_secrets_reach_the_config_and_the_pipeline_service_account() -> None:
+    """Stage pods read the registry Secrets from the config; component pods get them from their ServiceAccount."""
+    assert platform_config("custom-pools").images.pull_secrets == ("registry-credentials",)
+    assert platform_config("default").images.pull_secrets == ()
+    account = one(objects("custom-pools"), "ServiceAccount", "simplear-pipeline")
+    assert account["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert "imagePullSecrets" not in one(objects("default"), "ServiceAccount", "simplear-pipeline")
+
+
 def test_custom_pools_arrive_unchanged() -> None:
     """Each custom pool is the NodePool the values describe (numbers given as integers become strings)."""
     config = platform_config("custom-pools")

@@ -172,6 +172,16 @@ def test_every_pod_runs_with_the_charts_security_context(value_set: str) -> None
                 assert container["resources"]["requests"] == container["resources"]["limits"], where
 
 
+@pytest.mark.parametrize("value_set", CONFIGS)
+def test_every_pod_pulls_with_the_platforms_registry_secrets(value_set: str) -> None:
+    """imagePullSecrets on every pod exactly when the platform names some (custom-pools does)."""
+    platform = config(value_set)
+    expected = [{"name": name} for name in platform.images.pull_secrets]
+    pods = [(where, spec) for doc in stage_objects(platform) for where, _, spec in pod_specs_of(doc)]
+    assert pods and all(spec.get("imagePullSecrets", []) == expected for _, spec in pods), pods
+    assert bool(expected) == (value_set == "custom-pools")
+
+
 def test_training_pods_get_shm_no_sidecar_and_the_store_client_label() -> None:
     """/dev/shm is a memory emptyDir of the spec's size; Istio is told to stay out; MinIO admits the pods."""
     spec = StageSpec(name="sft-1", shm_size="32Gi", scratch_size="200Gi")

@@ -13,6 +13,7 @@ from simplear.platform.manifests.pod_security import (
     scratch_mounts,
     scratch_volumes,
 )
+from simplear.platform.manifests.pull_secrets import image_pull_secrets
 
 CONTAINER = "kserve-container"  # KServe's storage initializer fills /mnt/models for the container of this name
 HTTP_PORT = 8080
@@ -72,6 +73,7 @@ def inference_service(
                 "labels": predictor_labels,
                 "annotations": dict(NO_SIDECAR),
                 "securityContext": pod_security_context(),
+                **image_pull_secrets(config),
                 **placement(pool(config, "serve")),
                 "containers": [_server_container(config, model_name, storage_uri, timeout_s, startup_s)],
                 "volumes": scratch_volumes("1Gi", None),

@@ -11,6 +11,7 @@ from simplear.platform.manifests.pod_security import (
     scratch_mounts,
     scratch_volumes,
 )
+from simplear.platform.manifests.pull_secrets import image_pull_secrets
 from simplear.platform.manifests.rollout import rollout_url
 from simplear.platform.manifests.store_env import store_env
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
@@ -81,6 +82,7 @@ def _pod_template(config: PlatformConfig, stage: str, spec: StageSpec) -> dict:
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
+        **image_pull_secrets(config),
         **placement(node_pool),
     }
     if spec.rollout is not None:

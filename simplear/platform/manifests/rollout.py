@@ -11,6 +11,7 @@ from simplear.platform.manifests.pod_security import (
     scratch_mounts,
     scratch_volumes,
 )
+from simplear.platform.manifests.pull_secrets import image_pull_secrets
 from simplear.platform.manifests.store_env import store_env
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 
@@ -103,6 +104,7 @@ def rollout_deployment(
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
+                    **image_pull_secrets(config),
                     **placement(pool(config, "rollout")),
                     "containers": [_container(config, spec, rollout)],
                     "volumes": scratch_volumes(spec.scratch_size, spec.shm_size),
