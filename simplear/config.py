@@ -329,6 +329,7 @@ class ServeLimits(Strict):
     """What one request may ask of the model server; anything beyond is answered 400."""
 
     max_images_per_request: int = Field(default=8, gt=0)
+    max_body_bytes: int = Field(default=1 << 20, gt=0, description="request body size beyond which the answer is 413")
     max_prompt_chars: int = Field(default=4000, gt=0)
     max_prompt_tokens: int = Field(default=512, gt=0, description="tokens of the formatted prompt the model reads")
     resolutions: tuple[int, ...] = Field(default=(), description="pixels per side served; empty = the checkpoint's")

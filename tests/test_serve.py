@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import re
 import socket
 import threading
@@ -308,6 +309,18 @@ def test_bad_request_answers_400_saying_what_is_wrong(url: str, route: str, body
     message = error["message"] if route == OPENAI else error
     assert expected in message
     assert requests.get(f"{url}/v2/health/live", timeout=TIMEOUT).status_code == 200
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "chunked"])
+def test_oversized_body_answers_413_before_it_is_parsed(url: str, streamed: bool) -> None:
+    """A body over the 1 MiB default is refused, whether its size is declared or only seen while it streams in."""
+    body = json.dumps({"instances": [{"prompt": "x" * (1 << 20)}]}).encode()
+    data = (body[i : i + 65536] for i in range(0, len(body), 65536)) if streamed else body
+    response = requests.post(f"{url}/v1/models/simplear:predict", data=data,
+                             headers={"content-type": "application/json"}, timeout=TIMEOUT)
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == f"request body larger than {1 << 20} bytes"
+    assert metric(url, "simplear_serve_errors_total", '{code="413",route="v1_predict"}') >= 1
 
 
 def test_still_generates_after_bad_requests(url: str) -> None:

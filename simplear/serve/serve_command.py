@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=_help(ServeBatching, "deadline_s"))
     parser.add_argument("--max-images-per-request", type=int, default=limits.max_images_per_request)
     parser.add_argument("--max-prompt-chars", type=int, default=limits.max_prompt_chars)
+    parser.add_argument("--max-body-bytes", type=int, default=limits.max_body_bytes,
+                        help=_help(ServeLimits, "max_body_bytes"))
     parser.add_argument("--max-prompt-tokens", type=int, default=limits.max_prompt_tokens,
                         help=_help(ServeLimits, "max_prompt_tokens"))
     parser.add_argument("--resolutions", type=int, nargs="+", default=list(limits.resolutions),
@@ -58,7 +60,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         hosts=tuple(args.hosts or ServeConfig().hosts), http_port=args.http_port,
         batching=ServeBatching(max_batch=args.max_batch, window_ms=args.batch_window_ms,
                                queue_limit=args.queue_limit, deadline_s=args.deadline_s),
-        limits=ServeLimits(max_images_per_request=args.max_images_per_request,
+        limits=ServeLimits(max_images_per_request=args.max_images_per_request, max_body_bytes=args.max_body_bytes,
                            max_prompt_chars=args.max_prompt_chars, max_prompt_tokens=args.max_prompt_tokens,
                            resolutions=tuple(args.resolutions)),
     )
@@ -76,5 +78,5 @@ def run(args: argparse.Namespace) -> int:
         model.load()
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"simplear serve: {err}") from None
-    serve(model, metrics, config.hosts, config.http_port)
+    serve(model, metrics, config.hosts, config.http_port, config.limits.max_body_bytes)
     return 0

@@ -10,6 +10,7 @@ from kserve.model import BaseKServeModel
 from kserve.model_server import app
 from kserve.protocol.rest.server import RESTServer
 
+from simplear.serve.body_limit import BodyLimit
 from simplear.serve.errors import install_error_handlers
 from simplear.serve.metrics import ServeMetrics, install_metrics_middleware
 from simplear.serve.model import SimpleARPredictor
@@ -47,9 +48,11 @@ class HostModelServer(ModelServer):
         self._rest_server.run(sockets=sockets)
 
 
-def serve(model: SimpleARPredictor, metrics: ServeMetrics, hosts: tuple[str, ...], http_port: int) -> None:
+def serve(model: SimpleARPredictor, metrics: ServeMetrics, hosts: tuple[str, ...], http_port: int,
+          max_body_bytes: int) -> None:
     """Serve a loaded model on every host at http_port until a signal stops the server."""
     app.include_router(openai_router(model))
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     install_metrics_middleware(app, metrics)
     HostModelServer(hosts, http_port).start([model])
