@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,12 +29,13 @@ TIMEOUT = 120
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, ServerProcess]]:
-    """Three servers started together: the main one (64 and 32 px), a tiny queue on two addresses, a short deadline."""
+    """Started together: the main one (64 and 32 px), a tiny queue on two addresses, a short deadline, one at a time."""
     started = {
         "main": ServerProcess([*TINY, "--resolutions", "64", "32"]),
         "busy": ServerProcess([*TINY, "--max-batch", "1", "--batch-window-ms", "0", "--queue-limit", "2",
                                "--host", "127.0.0.2"]),
         "slow": ServerProcess([*TINY, "--max-batch", "1", "--batch-window-ms", "0", "--deadline-s", "0.5"]),
+        "serial": ServerProcess([*TINY, "--max-batch", "1", "--batch-window-ms", "0"]),
     }
     try:
         for server in started.values():
@@ -382,6 +384,25 @@ def test_deadline_answers_504_and_skips_queued_work(servers: dict[str, ServerPro
     assert expired_queued >= 1
     assert sampler_calls(url) <= 8 - expired_queued
     assert healthy(url)
+    assert metric(url, "simplear_serve_queue_depth") == 0
+
+
+def test_a_client_that_leaves_gets_its_queued_images_dropped(servers: dict[str, ServerProcess]) -> None:
+    """A request whose client times out while it waits behind eight images is withdrawn and never decoded."""
+    url = servers["serial"].url
+    with ThreadPoolExecutor(1) as pool:
+        long = pool.submit(predict, url, [{"prompt": f"a blue cross {i}", "seed": i} for i in range(8)])
+        time.sleep(0.2)
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.post(f"{url}/v1/models/simplear:predict", json={"instances": [{"prompt": "gone", "seed": 9}]},
+                          timeout=0.3)
+        assert long.result().status_code == 200
+    deadline = time.monotonic() + 10
+    while metric(url, "simplear_serve_expired_images_total", '{stage="queued"}') < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(url, "simplear_serve_expired_images_total", '{stage="queued"}') == 1
+    assert metric(url, "simplear_serve_errors_total", '{code="499",route="v1_predict"}') == 1
+    assert sampler_calls(url) == 8
     assert metric(url, "simplear_serve_queue_depth") == 0
 
 

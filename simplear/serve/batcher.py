@@ -4,8 +4,9 @@ Each image is a job in the queue of its resolution. One worker task takes the qu
 waits until that job has waited `window_ms` (or `max_batch` jobs are there), and runs up to `max_batch` jobs as
 one call of the generator in a single worker thread, so the event loop keeps answering while the model runs.
 A request is admitted whole or refused with QueueFull when `queue_limit` images are waiting. At its deadline a
-request is answered with DeadlineExceeded: its jobs still queued leave the queue and are never decoded; jobs
-already in a running call finish with their batch (the others' work is kept) and their results are dropped.
+request is answered with DeadlineExceeded, and a request whose client left is cancelled: either way its jobs still
+queued leave the queue and are never decoded; jobs already in a running call finish with their batch (the others'
+work is kept) and their results are dropped.
 """
 
 from __future__ import annotations

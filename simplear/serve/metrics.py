@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import deque
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "simplear_serve"
+CLIENT_CLOSED = 499
 THROUGHPUT_WINDOW_S = 60.0
 ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/v1/models/[^/]+:predict$"), "v1_predict"),
@@ -40,7 +42,8 @@ class ServeMetrics:
         self.batch_seconds = Histogram(f"{PREFIX}_batch_seconds", "time of one sampler call with decoding to PNG",
                                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
                                        registry=registry)
-        self.expired = Counter(f"{PREFIX}_expired_images", "images cancelled at their deadline, by where they were",
+        self.expired = Counter(f"{PREFIX}_expired_images",
+                               "images withdrawn at their deadline or when their client left, by where they were",
                                ["stage"], registry=registry)
         self._delivered: deque[tuple[float, int]] = deque()
         self.images_per_second.set_function(self._throughput)
@@ -82,6 +85,9 @@ def install_metrics_middleware(app: FastAPI, metrics: ServeMetrics) -> None:
             response = await call_next(request)
             code = response.status_code
             return response
+        except asyncio.CancelledError:
+            code = CLIENT_CLOSED
+            raise
         finally:
             metrics.latency.labels(route=route).observe(time.perf_counter() - start)
             metrics.requests.labels(route=route, code=str(code)).inc()

@@ -11,6 +11,7 @@ from kserve.model_server import app
 from kserve.protocol.rest.server import RESTServer
 
 from simplear.serve.body_limit import BodyLimit
+from simplear.serve.disconnect import CancelOnDisconnect
 from simplear.serve.errors import install_error_handlers
 from simplear.serve.metrics import ServeMetrics, install_metrics_middleware
 from simplear.serve.model import SimpleARPredictor
@@ -55,4 +56,5 @@ def serve(model: SimpleARPredictor, metrics: ServeMetrics, hosts: tuple[str, ...
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     install_metrics_middleware(app, metrics)
+    app.add_middleware(CancelOnDisconnect)
     HostModelServer(hosts, http_port).start([model])
