@@ -62,7 +62,7 @@ def test_report_page_shows_scores_grids_reward_curve_timings_and_serving() -> No
     assert page.count('class="grid"') == 4 and "a photo of a circle" in page
     assert 'alt="GRPO reward per step"' in page
     assert all(f"<td>{step}</td>" in page for step in ("shapes-pretrain", "pretrain", "evaluate-grpo", "serve"))
-    assert "<td>correct</td><td>True</td>" in page
+    assert "<td>correct</td><td>True</td>" in page and "<td>seconds</td><td>6.00</td>" in page
 
 
 def test_console_logs_everything_and_shows_progress_and_failures() -> None:

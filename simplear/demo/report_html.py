@@ -58,9 +58,14 @@ def _timings_table(steps: list[dict], minutes: float) -> str:
     return f"<table><tr><th>step</th><th>seconds</th></tr>{rows}<tr><th>run</th><th>{minutes:.1f} min</th></tr></table>"
 
 
+def _cell(value: object) -> str:
+    """A table cell's text: floats to two decimals, anything else as it prints."""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
 def _served_table(served: dict) -> str:
     """What the serving check asked and got."""
-    rows = "".join(f"<tr><td>{escape(key)}</td><td>{escape(str(value))}</td></tr>" for key, value in served.items())
+    rows = "".join(f"<tr><td>{escape(key)}</td><td>{escape(_cell(value))}</td></tr>" for key, value in served.items())
     return f"<table>{rows}</table>"
 
 
