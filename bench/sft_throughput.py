@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import torch
 from bench_output import emit
 
 from simplear.config import PRESETS, get_preset
-from simplear.data.token_shards import SHARD_DIR, TokenRecord, encode_shard
+from simplear.data.token_shards import TokenRecord, write_token_dataset
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.store import Store
 
@@ -40,11 +39,7 @@ def write_dataset(root: Path, records: int, grid: int, codebook: int, caption_wo
     caption = " ".join(CAPTION_WORDS[i % len(CAPTION_WORDS)] for i in range(caption_words))
     rows = [TokenRecord(index=i, codes=torch.randint(codebook, (grid, grid), generator=generator),
                         short=caption, long=caption) for i in range(records)]
-    local = root.parent / f"{root.name}-local"
-    (local / SHARD_DIR).mkdir(parents=True, exist_ok=True)
-    (local / SHARD_DIR / "shard-00000.safetensors").write_bytes(encode_shard(rows, "synthetic", codebook))
-    Store().put_artifact(local, str(root))
-    shutil.rmtree(local)
+    write_token_dataset(Store(), str(root), rows, "synthetic", codebook)
 
 
 def flops_per_token(model: SimpleARModel, sequence: int) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,3 +37,12 @@ def peaked_model() -> SimpleARModel:
     with torch.no_grad():
         model.lm.lm_head.weight.mul_(4.0)
     return model
+
+
+@pytest.fixture(scope="module")
+def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two tiny policies saved as checkpoints: the initial one (seed 0) and the one a trainer pushes (seed 1)."""
+    root = tmp_path_factory.mktemp("policies")
+    for name, seed in (("initial", 0), ("trained", 1)):
+        SimpleARModel.random_init(get_preset("tiny"), seed=seed).save(root / name)
+    return {"initial": root / "initial", "trained": root / "trained"}

@@ -72,15 +72,6 @@ def serve(url: str, checkpoint: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two tiny policies saved as checkpoints: the initial one and the one a trainer pushes."""
-    root = tmp_path_factory.mktemp("policies")
-    for name, seed in (("initial", 0), ("trained", 1)):
-        tiny_model(seed).save(root / name)
-    return {"initial": root / "initial", "trained": root / "trained"}
-
-
-@pytest.fixture(scope="module")
 def server(policies: dict[str, Path]) -> Iterator[RolloutServerProcess]:
     """One torch rollout server for the module."""
     with RolloutServerProcess(["--engine", "torch", "--model", str(policies["initial"])]) as process:

@@ -26,7 +26,7 @@ from transformers import Qwen2ForCausalLM
 from simplear.cli import main as cli_main
 from simplear.config import PRESETS, ModelShape, TrainConfig
 from simplear.data.shapes import make_dataset
-from simplear.data.token_shards import TokenRecord, encode_shard, read_shard
+from simplear.data.token_shards import TokenRecord, read_shard, write_token_dataset
 from simplear.model.prompt import TRAIN_PREFIXES, dropped_prompt
 from simplear.model.simplear_lm import SimpleARModel, qwen2_config
 from simplear.model.text_tokenizer import build_text_tokenizer
@@ -74,15 +74,9 @@ def shape_token_records(n: int, seed: int = 0) -> list[TokenRecord]:
     return [TokenRecord(i, codes[i], r.short_caption, r.long_caption) for i, r in enumerate(shapes)]
 
 
-def write_token_dataset(store: Store, root: str, records: list[TokenRecord], shard_size: int = 32) -> None:
-    """A complete token dataset at root: shards, then manifest.json (through the store's artifact upload)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tokens = Path(tmp) / "tokens"
-        tokens.mkdir()
-        for shard, start in enumerate(range(0, len(records), shard_size)):
-            data = encode_shard(records[start : start + shard_size], "palette", TINY.vision.codebook_size)
-            (tokens / f"shard-{shard:05d}.safetensors").write_bytes(data)
-        store.put_artifact(tmp, root)
+def write_tiny_dataset(store: Store, root: str, records: list[TokenRecord], shard_size: int = 32) -> None:
+    """A complete palette token dataset of the tiny preset at root."""
+    write_token_dataset(store, root, records, "palette", TINY.vision.codebook_size, shard_size)
 
 
 def caption_records(n: int) -> list[TokenRecord]:
@@ -112,7 +106,7 @@ def shapes_records() -> list[TokenRecord]:
 def token_data(tmp_path_factory: pytest.TempPathFactory, shapes_records: list[TokenRecord]) -> str:
     """A complete local token dataset of the shapes records, in two shards."""
     root = str(tmp_path_factory.mktemp("tokens") / "shapes")
-    write_token_dataset(Store(), root, shapes_records)
+    write_tiny_dataset(Store(), root, shapes_records)
     return root
 
 
@@ -207,7 +201,7 @@ def test_dataset_is_seeded_by_index_and_truncates_keeping_soi(tiny_model: Simple
 def test_token_records_download_a_complete_dataset(tmp_path: Path, shapes_records: list[TokenRecord]) -> None:
     """Records read back from the store equal the shards' records; a dataset without manifest is refused."""
     store, root = Store(), str(tmp_path / "store" / "tokens")
-    write_token_dataset(store, root, shapes_records[:40], shard_size=16)
+    write_tiny_dataset(store, root, shapes_records[:40], shard_size=16)
     records = TokenRecords.download(store, root, tmp_path / "local")
     assert len(records) == 40 and records.codebook_size == 16
     expected = [r for shard in range(3) for r in read_shard(store, root, shard)]
@@ -425,7 +419,7 @@ def zero3_run(
     s3_server.create_bucket(bucket)
     store = Store(s3_server.settings())
     data = f"s3://{bucket}/tokens"
-    write_token_dataset(store, data, shapes_records)
+    write_tiny_dataset(store, data, shapes_records)
     base = tmp_path_factory.mktemp("zero3")
     return reference_run(base, store, data, f"s3://{bucket}/runs/reference", 3, s3_server.env())
 

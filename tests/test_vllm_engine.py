@@ -21,7 +21,6 @@ from test_rollout_server import (
     post,
     sampled_logprobs,
     serve,
-    tiny_model,
 )
 
 from simplear.config import SamplingConfig
@@ -35,15 +34,6 @@ from simplear.train.rollout.server_process import RolloutServerProcess
 pytestmark = pytest.mark.slow
 VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
 TIMEOUT = 300
-
-
-@pytest.fixture(scope="module")
-def policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The initial tiny policy and the one a trainer pushes, saved as checkpoints."""
-    root = tmp_path_factory.mktemp("policies")
-    for name, seed in (("initial", 0), ("trained", 1)):
-        tiny_model(seed).save(root / name)
-    return {"initial": root / "initial", "trained": root / "trained"}
 
 
 @pytest.fixture(scope="module")

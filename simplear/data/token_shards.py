@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +43,17 @@ def encode_shard(records: list[TokenRecord], vision: str, codebook_size: int) ->
     }
     index = torch.tensor([r.index for r in records], dtype=torch.int64)
     return _sorted_header(save({"codes": codes.contiguous(), "index": index}, metadata=metadata))
+
+
+def write_token_dataset(
+    store: Store, root: str, records: list[TokenRecord], vision: str, codebook_size: int, shard_size: int = 1000
+) -> None:
+    """A complete token dataset of ready records at root: its shards, then manifest.json (an artifact upload)."""
+    with tempfile.TemporaryDirectory() as local:
+        for shard, start in enumerate(range(0, len(records), shard_size)):
+            data = encode_shard(records[start : start + shard_size], vision, codebook_size)
+            store.write(shard_uri(local, shard), data)
+        store.put_artifact(local, root)
 
 
 def decode_shard(data: bytes) -> list[TokenRecord]:
