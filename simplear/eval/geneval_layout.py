@@ -8,7 +8,6 @@ import json
 from PIL import Image
 
 from simplear.store import Store, join
-from simplear.vision.base import image_grid
 
 METADATA = "metadata.jsonl"
 
@@ -31,6 +30,8 @@ def png_bytes(image: Image.Image) -> bytes:
 
 def write_prompt_folder(store: Store, root: str, index: int, metadata: dict, images: list[Image.Image]) -> None:
     """Samples, then the grid, then metadata.jsonl last: a folder with its metadata is complete."""
+    from simplear.vision.base import image_grid  # torch, which the report step on the base image does not have
+
     folder = prompt_dir(root, index)
     for j, image in enumerate(images):
         store.write(join(folder, "samples", f"{j:04d}.png"), png_bytes(image))

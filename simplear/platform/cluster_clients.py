@@ -1,21 +1,94 @@
-"""Clients of one cluster (kubeconfig or in-cluster) and the namespace to work in; the only place that connects."""
+"""Clients of one cluster (kubeconfig or in-cluster) and the namespace to work in; the only place that connects.
+
+PyTorchJobs go through the kubeflow-training client; InferenceServices through a thin client over the Kubernetes
+CustomObjectsApi (the kserve package would bring its model server's dependencies into the torch-free base image).
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 from kubernetes import config as kube_config
+from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+# Answers worth asking again whatever was asked: throttling and the 5xx of an API server restarting or overloaded.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class ClusterUnavailable(RuntimeError):
     """No cluster to talk to: no usable kubeconfig and not inside a pod."""
+
+
+def api_status(exc: BaseException) -> int | None:
+    """The HTTP status of an API refusal, also when a client wrapped it (TrainingClient raises RuntimeError from it)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ApiException):
+            return seen.status
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def is_transient(exc: BaseException, statuses: frozenset[int] = TRANSIENT_STATUSES) -> bool:
+    """Whether an API call failed in a way that asking again may fix: a listed status, or a dropped connection."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ApiException):
+            return seen.status in statuses
+        if isinstance(seen, HTTPError | ConnectionError | TimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class InferenceServices:
+    """get / list / merge-patch / wait-until-ready of KServe InferenceServices, as KServeClient does them."""
+
+    def __init__(self, custom: client.CustomObjectsApi) -> None:
+        self.custom = custom
+
+    def get(self, name: str, namespace: str) -> dict:
+        """One InferenceService as the API server returns it."""
+        return self.custom.get_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name)
+
+    def list(self, namespace: str) -> list[dict]:
+        """Every InferenceService of the namespace."""
+        return self.custom.list_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL)["items"]
+
+    def patch(self, name: str, namespace: str, patch: dict) -> dict:
+        """Apply a JSON merge patch (the client sends a dict body as application/merge-patch+json); the result."""
+        return self.custom.patch_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name,
+                                                          patch)
+
+    def wait_ready(self, name: str, namespace: str, generation: int | None, timeout_s: float, poll_s: float) -> dict:
+        """The InferenceService once Ready with observedGeneration >= generation (kserve_client.is_isvc_ready's
+        rule); TimeoutError with the last answer's reason otherwise. Transient API errors are asked again."""
+        from simplear.platform.cluster_status import isvc_state
+
+        deadline = time.monotonic() + timeout_s
+        why = "not read yet"
+        while True:
+            try:
+                isvc = self.get(name, namespace)
+                ready, why = isvc_state(isvc, generation)
+                if ready:
+                    return isvc
+            except (ApiException, HTTPError, ConnectionError) as exc:
+                if not is_transient(exc):
+                    raise
+                why = f"API error {api_status(exc) or type(exc).__name__}"
+            if time.monotonic() >= deadline:
+                raise TimeoutError(why)
+            time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
 
 
 @dataclass
@@ -26,7 +99,7 @@ class ClusterClients:
     core: client.CoreV1Api
     apps: client.AppsV1Api
     training: Any
-    kserve: Any
+    isvcs: InferenceServices
     kubeconfig: str | None = None
     context: str | None = None
 
@@ -40,7 +113,6 @@ def _kubeconfig_namespace(kubeconfig: str | None, context: str | None) -> str:
 
 def connect(kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None) -> ClusterClients:
     """Clients of the kubeconfig's cluster (in a pod, without a kubeconfig: its own); ClusterUnavailable if none."""
-    from kserve import KServeClient
     from kubeflow.training import TrainingClient
 
     in_cluster = kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ
@@ -51,7 +123,6 @@ def connect(kubeconfig: str | None = None, context: str | None = None, namespace
         else:
             kube_config.load_kube_config(config_file=kubeconfig, context=context)
             namespace = namespace or _kubeconfig_namespace(kubeconfig, context)
-        kserve = KServeClient(config_file=kubeconfig, context=context) if not in_cluster else KServeClient()
     except (ConfigException, OSError) as exc:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise ClusterUnavailable(f"no cluster to talk to (kubeconfig {where}): {exc}") from None
@@ -62,7 +133,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None, namespace
         core=client.CoreV1Api(api),
         apps=client.AppsV1Api(api),
         training=TrainingClient(client_configuration=configuration, namespace=namespace),
-        kserve=kserve,
+        isvcs=InferenceServices(client.CustomObjectsApi(api)),
         kubeconfig=kubeconfig,
         context=context,
     )

@@ -70,13 +70,19 @@ def failing_pod(pods: list[Any]) -> FailedPod | None:
     return min(timed, key=lambda f: f[0])[1] if timed else failures[0][1]
 
 
-def isvc_state(isvc: dict) -> tuple[bool, str]:
-    """(ready, why not) of an InferenceService dict as KServeClient.get returns it."""
-    conditions = isvc.get("status", {}).get("conditions", [])
-    for condition in conditions:
+def isvc_state(isvc: dict, generation: int | None = None) -> tuple[bool, str]:
+    """(ready, why not) of an InferenceService as the API server returns it; with a generation, ready only once the
+    controller has observed it (the rule of kserve's KServeClient.is_isvc_ready)."""
+    status = isvc.get("status", {})
+    for condition in status.get("conditions", []):
         if condition.get("type") == "Ready":
             ready = str(condition.get("status", "")).lower() == "true"
-            return ready, "" if ready else condition.get("message") or condition.get("reason") or "not ready"
+            if not ready:
+                return False, condition.get("message") or condition.get("reason") or "not ready"
+            observed = status.get("observedGeneration", 0)
+            if generation is not None and observed < generation:
+                return False, f"generation {generation} not observed yet (observed {observed})"
+            return True, ""
     return False, "no Ready condition yet"
 
 

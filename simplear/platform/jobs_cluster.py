@@ -151,7 +151,7 @@ def list_cluster(clients: ClusterClients, pipeline_runs: PipelineRuns, out: Text
     namespace = clients.namespace
     jobs = clients.training.list_jobs(namespace=namespace)
     pods = clients.core.list_namespaced_pod(namespace, label_selector=ROLLOUT_SELECTOR).items
-    isvcs = _unavailable(lambda: clients.kserve.get(namespace=namespace).get("items", []))
+    isvcs = _unavailable(lambda: clients.isvcs.list(namespace))
     print(cluster_listing(jobs, pods, isvcs, _unavailable(pipeline_runs), datetime.now(UTC)), file=out)
 
 
@@ -165,7 +165,7 @@ def describe_cluster(clients: ClusterClients, get_run: Callable[[str], Any], ref
     elif kind == "pod":
         text = describe_pod(clients.core.read_namespaced_pod(name, namespace), now)
     elif kind == "inferenceservice":
-        text = describe_isvc(clients.kserve.get(name, namespace=namespace))
+        text = describe_isvc(clients.isvcs.get(name, namespace))
     else:
         text = describe_run(get_run(name))
     print(text, file=out)

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Model, engine, address, limits and the vLLM engine's settings."""
     defaults, vllm = RolloutServerConfig.model_fields, VllmEngineConfig()
     parser.add_argument("--model", required=True, help="initial policy: checkpoint directory or store URI")
-    parser.add_argument("--engine", choices=["torch", "vllm"], default="torch", help="vllm needs .venv-vllm")
+    parser.add_argument("--engine", choices=["torch", "vllm"], default="torch",
+                        help="vllm needs vLLM (the rollout image; .venv-vllm here)")
     parser.add_argument("--device", help="default: cuda when available, else cpu")
     parser.add_argument("--host", default=defaults["host"].default)
     parser.add_argument("--port", type=int, default=defaults["port"].default)
