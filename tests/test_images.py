@@ -1,4 +1,5 @@
-"""The container images: multi-stage, pinned, non-root, the right simplear extra per role, lint-clean."""
+"""The container images: one multi-target Dockerfile, a shared wheel stage, one extra per role, pinned, non-root,
+CUDA stated, lint-clean."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ import helm_python as helm
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT / "images"
+DOCKERFILE = ROOT / "images" / "Dockerfile"
 HADOLINT = ROOT / ".venv" / "bin" / "hadolint"
 ROLES = ("base", "train", "rollout", "serve")
-# The simplear extra each role's image installs (rollout: the core package beside vLLM).
-EXTRAS = {"base": "pipelines", "train": "train", "serve": "serve", "rollout": None}
+GPU_ROLES = ("train", "rollout", "serve")
 # Roles that serve HTTP: port and the route their HEALTHCHECK asks.
 SERVING = {"serve": (8080, "/v2/health/ready"), "rollout": (8000, "/health")}
 PINNED_BASE = re.compile(r"^python:3\.\d+\.\d+-slim-[a-z]+(@sha256:[a-f0-9]{64})?$")
@@ -24,10 +24,9 @@ SECRET_LIKE = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL", re.IGNO
 Instruction = tuple[str, str]
 
 
-def instructions(role: str) -> list[Instruction]:
-    """(INSTRUCTION, arguments) of images/<role>/Dockerfile, continuation lines joined, comments dropped."""
-    text = (IMAGES / role / "Dockerfile").read_text()
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+def instructions() -> list[Instruction]:
+    """(INSTRUCTION, arguments) of images/Dockerfile, continuation lines joined, comments dropped."""
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n", " ", "\n".join(lines))
     parsed = []
     for line in joined.splitlines():
@@ -37,13 +36,16 @@ def instructions(role: str) -> list[Instruction]:
     return parsed
 
 
-def stages(role: str) -> list[list[Instruction]]:
-    """The Dockerfile's build stages, each starting with its FROM."""
-    result: list[list[Instruction]] = []
-    for instruction in instructions(role):
+def stages() -> dict[str, list[Instruction]]:
+    """Build stages by name, each starting with its FROM."""
+    result: dict[str, list[Instruction]] = {}
+    current = None
+    for instruction in instructions():
         if instruction[0] == "FROM":
-            result.append([])
-        result[-1].append(instruction)
+            current = instruction[1].split(" AS ")[-1]
+            result[current] = []
+        if current is not None:
+            result[current].append(instruction)
     return result
 
 
@@ -52,64 +54,78 @@ def runs(stage: list[Instruction]) -> str:
     return " && ".join(args for keyword, args in stage if keyword == "RUN")
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_image_is_a_builder_stage_and_a_slim_runtime(role: str) -> None:
-    """A builder builds the wheel into /opt/venv; the runtime stage copies only that venv."""
-    builder, runtime = stages(role)
-    assert builder[0][1].endswith(" AS builder")
-    assert "pip wheel --no-deps --wheel-dir /wheels ." in runs(builder)
-    assert "python -m venv /opt/venv" in runs(builder)
-    copies = [args for keyword, args in runtime if keyword == "COPY"]
-    assert copies == ["--from=builder /opt/venv /opt/venv"]
-    assert "pip" not in runs(runtime)
+def parent(stage: list[Instruction]) -> str:
+    """The stage or image a stage starts FROM."""
+    return stage[0][1].split(" AS ")[0]
+
+
+def test_one_wheel_stage_feeds_every_role() -> None:
+    """The wheel is built once; every role's installer stage takes it from there."""
+    all_stages = stages()
+    assert "pip wheel --no-deps --wheel-dir /wheels ." in runs(all_stages["wheel"])
+    assert [name for name, stage in all_stages.items() if "pip wheel" in runs(stage)] == ["wheel"]
+    assert ("COPY", "--from=wheel /wheels /wheels") in all_stages["installer"]
+    for role in ROLES:
+        assert parent(all_stages[f"{role}-venv"]) == "installer"
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_base_images_are_pinned_to_exact_versions(role: str) -> None:
-    """Every FROM names an exact python x.y.z slim tag, the same in both stages."""
-    references = [args.split()[0] for keyword, args in instructions(role) if keyword == "FROM"]
-    assert all(PINNED_BASE.match(reference) for reference in references), references
-    assert len(set(references)) == 1
+def test_each_role_image_copies_only_its_own_venv(role: str) -> None:
+    """The role's target starts from the shared runtime and copies exactly its role's /opt/venv; no pip there."""
+    stage = stages()[role]
+    assert parent(stage) == "runtime"
+    assert [args for keyword, args in stage if keyword == "COPY"] == [f"--from={role}-venv /opt/venv /opt/venv"]
+    assert "pip" not in runs(stage)
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_image_installs_the_extra_its_role_needs(role: str) -> None:
-    """The wheel is installed with exactly the role's extra (none beside vLLM)."""
-    builder, _ = stages(role)
-    installs = [cmd for cmd in runs(builder).split(" && ") if "pip install" in cmd and "simplear-*.whl" in cmd]
-    assert len(installs) == 1
-    extras = re.findall(r"simplear-\*\.whl'\)(?:\[(\w+)\])?", installs[0])
-    assert extras == [EXTRAS[role] or ""]
+def test_each_role_installs_exactly_its_extra(role: str) -> None:
+    """install-role gets the role's name: the wheel with that extra (images/install-role.sh), nothing else."""
+    (command,) = [args for keyword, args in stages()[f"{role}-venv"] if keyword == "RUN"]
+    assert shlex.split(command)[:3] == ["install-role", "/opt/venv", role]
 
 
-def test_rollout_keeps_the_torch_vllm_brought() -> None:
-    """vLLM is installed first, pinned; simplear then installs under a constraint holding vLLM's torch."""
-    builder, _ = stages("rollout")
-    commands = [cmd.strip() for cmd in runs(builder).split(" && ")]
-    vllm = next(i for i, cmd in enumerate(commands) if cmd.startswith("pip install vllm=="))
-    simplear = next(i for i, cmd in enumerate(commands) if "simplear-*.whl" in cmd and "pip install" in cmd)
-    assert vllm < simplear
-    assert re.fullmatch(r"pip install vllm==\d+\.\d+\.\d+", commands[vllm])
-    assert "print('torch==' + m.version('torch'))\" > /opt/vllm-torch.txt" in commands[vllm + 1]
-    assert "--constraint /opt/vllm-torch.txt" in commands[simplear]
+def test_the_installer_installs_the_wheel_with_the_roles_extra_and_vllm_first() -> None:
+    """install-role.sh: `<wheel>[<role>]`; for rollout vLLM first, its torch held as a constraint."""
+    script = (ROOT / "images" / "install-role.sh").read_text()
+    assert '"$pip" install "$@" "$wheel[$role]"' in script
+    vllm, constraint = script.index('"$pip" install "$@" "$vllm"'), script.index('--constraint "$venv/vllm-torch.txt"')
+    assert vllm < constraint
+
+
+def test_gpu_images_state_their_cuda() -> None:
+    """A CUDA build argument names the PyTorch index (cuXXX) the GPU roles install torch from, and labels them."""
+    all_stages = stages()
+    (cuda,) = [args for keyword, args in instructions() if keyword == "ARG" and args.startswith("CUDA=")]
+    assert re.fullmatch(r"CUDA=cu\d{3}", cuda)
+    for role in GPU_ROLES:
+        assert "https://download.pytorch.org/whl/${CUDA}" in runs(all_stages[f"{role}-venv"])
+        assert any(keyword == "LABEL" and 'io.simplear.cuda="${CUDA}"' in args for keyword, args in all_stages[role])
+    assert "download.pytorch.org" not in runs(all_stages["base-venv"])
+
+
+def test_base_images_are_pinned_to_exact_versions() -> None:
+    """Every FROM is an exact python x.y.z slim tag (one of them) or a stage of this file."""
+    all_stages = stages()
+    external = {parent(stage) for stage in all_stages.values()} - set(all_stages)
+    assert len(external) == 1 and PINNED_BASE.match(external.pop())
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_image_runs_as_the_charts_non_root_user(role: str) -> None:
-    """The runtime stage ends as a numeric non-root user: the UID/GID the chart's pods run as."""
-    _, runtime = stages(role)
-    users = [args for keyword, args in runtime if keyword == "USER"]
+    """Each role ends as the numeric non-root user the chart's pods run as, created in the runtime stage."""
+    users = [args for keyword, args in stages()[role] if keyword == "USER"]
     with helm.Chart.load(ROOT / "helm" / "simplear") as chart:
         context = chart.values["podSecurityContext"]
     assert users == [f"{context['runAsUser']}:{context['runAsGroup']}"]
-    assert f"--uid {context['runAsUser']}" in runs(runtime)
+    assert f"--uid {context['runAsUser']}" in runs(stages()["runtime"])
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_serving_images_have_an_exec_form_healthcheck(role: str) -> None:
     """serve and rollout probe their health route on their exposed port; batch images have no server to probe."""
-    _, runtime = stages(role)
-    checks = [args for keyword, args in runtime if keyword == "HEALTHCHECK"]
+    stage = stages()[role]
+    checks = [args for keyword, args in stage if keyword == "HEALTHCHECK"]
     if role not in SERVING:
         assert checks == []
         return
@@ -118,39 +134,32 @@ def test_serving_images_have_an_exec_form_healthcheck(role: str) -> None:
     command = check.split(" CMD ", 1)[1]
     assert command.startswith("[") and command.endswith("]"), "exec form"
     assert f"http://127.0.0.1:{port}{route}" in command
-    assert ("EXPOSE", str(port)) in runtime
+    assert ("EXPOSE", str(port)) in stage
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_no_secret_is_baked_into_an_image(role: str) -> None:
+def test_no_secret_is_baked_into_an_image() -> None:
     """No ARG or ENV carries a credential."""
-    for keyword, args in instructions(role):
+    for keyword, args in instructions():
         if keyword in ("ARG", "ENV"):
             names = [token.split("=")[0] for token in shlex.split(args)]
             assert not any(SECRET_LIKE.search(name) for name in names), args
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_build_context_is_limited_to_the_package_sources(role: str) -> None:
-    """The Dockerfile's own .dockerignore excludes everything but pyproject, README and simplear/."""
-    patterns = [
-        line.strip()
-        for line in (IMAGES / role / "Dockerfile.dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
+def test_build_context_is_limited_to_the_package_sources() -> None:
+    """The Dockerfile's own .dockerignore excludes everything but pyproject, README, simplear/ and the installer."""
+    patterns = [line.strip() for line in (ROOT / "images" / "Dockerfile.dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
     assert patterns[0] == "*"
-    assert {p for p in patterns if p.startswith("!")} == {"!pyproject.toml", "!README.md", "!simplear/"}
+    assert {p for p in patterns if p.startswith("!")} == {"!pyproject.toml", "!README.md", "!simplear/",
+                                                          "!images/install-role.sh"}
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_hadolint_reports_nothing(role: str) -> None:
+def test_hadolint_reports_nothing() -> None:
     """hadolint finds no error, warning, info or style issue, and no rule is switched off inline."""
-    dockerfile = IMAGES / role / "Dockerfile"
-    result = subprocess.run(
-        [str(HADOLINT), "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = subprocess.run([str(HADOLINT), "--no-color", str(DOCKERFILE)], capture_output=True, text=True,
+                            timeout=60, check=False)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
-    assert "hadolint ignore" not in dockerfile.read_text()
+    assert "hadolint ignore" not in DOCKERFILE.read_text()
 
 
 def test_hadolint_is_really_checking(tmp_path: Path) -> None:

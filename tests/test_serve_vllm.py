@@ -19,7 +19,7 @@ VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "pyth
 def url() -> Iterator[str]:
     """A vLLM-engine server on the tiny preset with random weights."""
     if not VLLM_PYTHON.is_file():
-        pytest.fail(f"{VLLM_PYTHON} is missing: run scripts/vllm_venv.sh to create the vLLM virtualenv")
+        pytest.fail(f"{VLLM_PYTHON} is missing: run scripts/role_venvs.sh to create the vLLM (rollout role) virtualenv")
     with ServerProcess(["--random-init", "--preset", "tiny", "--engine", "vllm", "--device", "cpu"],
                        python=VLLM_PYTHON, startup_timeout_s=300) as server:
         yield server.url

@@ -40,7 +40,7 @@ TIMEOUT = 300
 def server(policies: dict[str, Path]) -> Iterator[RolloutServerProcess]:
     """One vLLM rollout server (pair scheduler, CFG processor) for the module."""
     if not VLLM_PYTHON.is_file():
-        pytest.fail(f"{VLLM_PYTHON} is missing: run scripts/vllm_venv.sh to create the vLLM virtualenv")
+        pytest.fail(f"{VLLM_PYTHON} is missing: run scripts/role_venvs.sh to create the vLLM (rollout role) virtualenv")
     args = ["--engine", "vllm", "--device", "cpu", "--model", str(policies["initial"])]
     with RolloutServerProcess(args, python=VLLM_PYTHON, startup_timeout_s=TIMEOUT) as process:
         yield process
