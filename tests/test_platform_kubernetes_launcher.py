@@ -11,12 +11,12 @@ from test_helm_render import objects, one
 from test_platform_support import chart_platform_config, kubernetes_object, pytorchjob_object
 
 from simplear.platform.cluster_clients import ClusterUnavailable, connect
-from simplear.platform.cluster_objects import as_inference_service, as_pytorchjob, to_dict
+from simplear.platform.cluster_objects import as_pytorchjob, to_dict
 from simplear.platform.cluster_status import failing_pod, isvc_state, isvc_storage_uri, job_status
 from simplear.platform.kubernetes_launcher import KubernetesLauncher
 from simplear.platform.launcher import Launcher, Phase, RunHandle, RunStatus, StageFailed
 from simplear.platform.local_launcher import LocalLauncher
-from simplear.platform.manifests import pytorch_job, storage_uri_patch
+from simplear.platform.manifests import pytorch_job
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 from simplear.platform.stages import STAGES
 
@@ -127,13 +127,14 @@ def test_stage_failed_carries_stage_status_replica_and_tail() -> None:
     status = RunStatus(Phase.FAILED, "Worker 0 failed", failed_replica="pretrain-1-worker-0", exit_code=137)
     error = StageFailed(handle, status, ["step 12 loss 2.1", "torch.OutOfMemoryError: CUDA out of memory"])
     text = str(error)
-    assert text.startswith("stage pretrain run pretrain-1 Failed (replica pretrain-1-worker-0): Worker 0 failed")
+    assert text.startswith("stage pretrain run pretrain-1 Failed (replica pretrain-1-worker-0, exit code 137): "
+                           "Worker 0 failed")
     assert text.endswith("| torch.OutOfMemoryError: CUDA out of memory")
     assert error.status.exit_code == 137 and error.tail[-1].startswith("torch.OutOfMemoryError")
 
 
 def live_isvc() -> dict[str, Any]:
-    """The chart's InferenceService as KServeClient.get returns it: with resourceVersion, generation and status."""
+    """The chart's InferenceService as the API server returns it: with resourceVersion, generation and status."""
     isvc = one(objects("default"), "InferenceService")
     isvc["metadata"].update(resourceVersion="991", generation=4, namespace="ml-platform")
     for container in isvc["spec"]["predictor"]["containers"]:  # the API server answers quantities as strings
@@ -142,21 +143,6 @@ def live_isvc() -> dict[str, Any]:
     isvc["status"] = {"url": "http://simplear.ml-platform.example.com", "observedGeneration": 4, "conditions": [
         {"type": "PredictorReady", "status": "True"}, {"type": "Ready", "status": "True"}]}
     return isvc
-
-
-def test_isvc_patch_survives_the_kserve_clients_model() -> None:
-    """The storage patch -> V1beta1InferenceService (what KServeClient.patch takes) -> JSON sent: unchanged."""
-    patch = storage_uri_patch(live_isvc(), "s3://simplear-checkpoints/runs/sft/final")
-    model = as_inference_service(patch)
-    assert type(model).__name__ == "V1beta1InferenceService" and model.api_version == "serving.kserve.io/v1beta1"
-    assert to_dict(model) == patch
-    model_format = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                    "metadata": {"name": "m", "resourceVersion": "3"},
-                    "spec": {"predictor": {"model": {"modelFormat": {"name": "simplear"}, "storageUri": "s3://x"}}}}
-    assert to_dict(as_inference_service(storage_uri_patch(model_format, "s3://y"))) == storage_uri_patch(
-        model_format, "s3://y")
-    with pytest.raises(ValueError, match="only predictor containers or model"):
-        as_inference_service({**patch, "spec": {"predictor": {"minReplicas": 2}}})
 
 
 def test_isvc_state_and_storage_from_the_kserve_answer() -> None:
@@ -168,6 +154,9 @@ def test_isvc_state_and_storage_from_the_kserve_answer() -> None:
                                        "message": "Revision simplear-predictor-00002 failed"}
     assert isvc_state(isvc) == (False, "Revision simplear-predictor-00002 failed")
     assert isvc_state({"metadata": {"name": "new"}}) == (False, "no Ready condition yet")
+    isvc["status"]["conditions"][1] = {"type": "Ready", "status": "True"}
+    assert isvc_state(isvc, generation=5) == (False, "generation 5 not observed yet (observed 4)")
+    assert isvc_state(isvc, generation=4) == (True, "")
 
 
 def test_connect_without_a_kubeconfig_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

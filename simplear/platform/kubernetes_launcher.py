@@ -1,17 +1,30 @@
-"""KubernetesLauncher: a stage run is a PyTorchJob (GRPO: plus its rollout server), through the Kubeflow clients."""
+"""KubernetesLauncher: a stage run is a PyTorchJob (GRPO: plus its rollout server), through the Kubeflow clients.
+
+What it meets on a real cluster and how it copes:
+- the training operator creates the job's pods a moment after the job, so the master pod may not exist yet;
+- the kubelet answers a log request with 400 "container ... is waiting to start" until the container runs;
+- the operator recreates a pod whose container exited with a retryable code (restartPolicy ExitCode);
+- log streams and watches are cut when an API server or kubelet restarts, and the API server throttles (429).
+So logs are followed only once the master's container runs or has ended, every transient error is asked again,
+and a lost log stream never touches the job: only `cancel` deletes it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
+from urllib3.exceptions import HTTPError
 
 from simplear.config import PlatformConfig
-from simplear.platform.cluster_clients import ClusterClients
-from simplear.platform.cluster_objects import as_inference_service, as_pytorchjob
-from simplear.platform.cluster_status import TRAINING_CONTAINER, failing_pod, isvc_state, job_status
+from simplear.platform.cluster_clients import TRANSIENT_STATUSES, ClusterClients, api_status, is_transient
+from simplear.platform.cluster_objects import as_pytorchjob
+from simplear.platform.cluster_status import TRAINING_CONTAINER, failing_pod, job_status
 from simplear.platform.launcher import Phase, RunHandle, RunStatus, StageFailed
 from simplear.platform.manifests import pytorch_job, rollout_deployment, rollout_name, rollout_service
 from simplear.platform.manifests.inferenceservice import storage_uri_patch
@@ -19,35 +32,87 @@ from simplear.platform.stage_spec import StageSpec
 from simplear.platform.stages import checked_stage
 
 TAIL_LINES = 50
-FINISHED_CONDITIONS = {"Succeeded", "Failed"}
+# A log request also fails while the container starts (400) or its pod is being recreated (404).
+LOG_RETRY_STATUSES = TRANSIENT_STATUSES | {400, 404}
+# Seconds added to `sinceSeconds` when a stream is reopened: covers clock skew; repeated lines are skipped by timestamp.
+RESUME_OVERLAP_S = 30
+API_ERRORS = (ApiException, HTTPError, ConnectionError, RuntimeError, TimeoutError)
 
 
 class ServeNotReady(RuntimeError):
     """The InferenceService did not become ready with the new model in time."""
 
 
+def _ignore_missing(delete: Callable[[], Any]) -> None:
+    """Run a delete; an object that is already gone (404) is fine."""
+    try:
+        delete()
+    except API_ERRORS as exc:
+        if api_status(exc) != 404:
+            raise
+
+
 def remove_rollout(clients: ClusterClients, run: str) -> None:
     """Delete a run's rollout Deployment and Service now, if it has them (garbage collection would, with the job)."""
-    for delete in (clients.apps.delete_namespaced_deployment, clients.core.delete_namespaced_service):
-        try:
-            delete(rollout_name(run), clients.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+    namespace = clients.namespace
+    _ignore_missing(lambda: clients.apps.delete_namespaced_deployment(rollout_name(run), namespace))
+    _ignore_missing(lambda: clients.core.delete_namespaced_service(rollout_name(run), namespace))
 
 
 def delete_run(clients: ClusterClients, run: str) -> None:
-    """Delete a run's PyTorchJob (its pods go with it) and its rollout server."""
-    clients.training.delete_job(run, namespace=clients.namespace)
+    """Delete a run's PyTorchJob (its pods go with it) and its rollout server; parts already gone are fine."""
+    _ignore_missing(lambda: clients.training.delete_job(run, namespace=clients.namespace))
     remove_rollout(clients, run)
+
+
+def container_state(pod: Any) -> str:
+    """`absent`, `waiting`, `running` or `terminated`: where the pod's training container is."""
+    statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
+    for status in statuses:
+        if status.name == TRAINING_CONTAINER and status.state is not None:
+            if status.state.running is not None:
+                return "running"
+            if status.state.terminated is not None:
+                return "terminated"
+            return "waiting"
+    return "absent"
+
+
+def _pod_note(pod: Any) -> str:
+    """Why a pod's training container is not running yet, as `kubectl get pod` would say it."""
+    if pod is None:
+        return "no master pod yet"
+    for status in (pod.status.container_statuses if pod.status else None) or []:
+        if status.name == TRAINING_CONTAINER and status.state is not None and status.state.waiting is not None:
+            waiting = status.state.waiting
+            return f"pod {pod.metadata.name} {waiting.reason or 'Waiting'}" + (
+                f": {waiting.message}" if waiting.message else "")
+    conditions = (pod.status.conditions if pod.status else None) or []
+    unscheduled = next((c for c in conditions if c.type == "PodScheduled" and c.status == "False"), None)
+    if unscheduled is not None:
+        return f"pod {pod.metadata.name} {unscheduled.reason or 'Pending'}: {unscheduled.message or ''}".rstrip(": ")
+    return f"pod {pod.metadata.name} {(pod.status.phase if pod.status else None) or 'Pending'}"
+
+
+def _split_timestamp(line: str) -> tuple[tuple[datetime, int] | None, str]:
+    """A `timestamps=true` log line as ((second, nanosecond), text): the kubelet writes RFC 3339 with up to nine
+    fraction digits, then a space."""
+    stamp, _, text = line.partition(" ")
+    seconds, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        return (datetime.fromisoformat(seconds).replace(tzinfo=UTC), int((fraction + "0" * 9)[:9])), text
+    except ValueError:
+        return None, line
 
 
 class KubernetesLauncher:
     """Runs stages as PyTorchJobs in one namespace; also points the InferenceService at a new model."""
 
-    def __init__(self, config: PlatformConfig, clients: ClusterClients, poll_s: int = 15) -> None:
+    def __init__(self, config: PlatformConfig, clients: ClusterClients, poll_s: float = 15,
+                 note: Callable[[str], None] | None = None) -> None:
         self.config, self.clients, self.poll_s = config, clients, poll_s
         self.namespace = clients.namespace
+        self.note = note or (lambda message: None)
 
     def _name(self, handle: RunHandle) -> str:
         """The job name of a run of this launcher's kind."""
@@ -67,8 +132,8 @@ class KubernetesLauncher:
                 self.clients.apps.create_namespaced_deployment(
                     self.namespace, rollout_deployment(self.config, spec, uid, self.namespace))
                 self.clients.core.create_namespaced_service(self.namespace, rollout_service(spec, uid, self.namespace))
-            except (ApiException, RuntimeError):
-                training.delete_job(spec.name, namespace=self.namespace)
+            except API_ERRORS:
+                delete_run(self.clients, spec.name)
                 raise
         return RunHandle(stage=stage, name=spec.name, backend="kubernetes", namespace=self.namespace)
 
@@ -76,37 +141,113 @@ class KubernetesLauncher:
         """The job's status from its conditions."""
         return job_status(self.clients.training.get_job(self._name(handle), namespace=self.namespace))
 
+    def _master(self, name: str) -> Any:
+        """The job's master pod, or None while the operator has not created it (or the answer was transient)."""
+        try:
+            pods = self.clients.training.get_job_pods(name, namespace=self.namespace, is_master=True)
+        except API_ERRORS as exc:
+            if not is_transient(exc):
+                raise
+            return None
+        return pods[0] if pods else None
+
+    def _finished(self, name: str) -> bool:
+        """Whether the job has ended (or is gone); a transient error reads as not yet."""
+        try:
+            return self.status(RunHandle("", name, "kubernetes")).phase.finished
+        except API_ERRORS as exc:
+            if api_status(exc) == 404:
+                return True
+            if not is_transient(exc):
+                raise
+            return False
+
     def logs(self, handle: RunHandle, follow: bool = False) -> Iterator[str]:
-        """Lines of the master pod's training container; with follow, streamed until the container ends."""
+        """Lines of the master pod's training container; with follow, streamed (across restarts) until the job ends."""
         name = self._name(handle)
-        masters = self.clients.training.get_job_pod_names(name, namespace=self.namespace, is_master=True)
-        if not masters:
-            return iter([])
         if follow:
-            return watch.Watch().stream(self.clients.core.read_namespaced_pod_log, name=masters[0],
-                                        namespace=self.namespace, container=TRAINING_CONTAINER)
-        logs, _ = self.clients.training.get_job_logs(name, namespace=self.namespace, is_master=True)
-        return iter(logs.get(masters[0], "").splitlines())
+            return self._follow(name)
+        pod = self._master(name)
+        if pod is None or container_state(pod) in ("absent", "waiting"):
+            return iter([])
+        text = self.clients.core.read_namespaced_pod_log(pod.metadata.name, self.namespace,
+                                                         container=TRAINING_CONTAINER)
+        return iter(text.splitlines())
+
+    def _follow(self, name: str) -> Iterator[str]:
+        """Wait for the master's container, stream its log, reopen the stream when it breaks, stop once the job ends."""
+        last: tuple[datetime, int] | None = None
+        said = ""
+        while True:
+            pod = self._master(name)
+            state = container_state(pod)
+            if state in ("absent", "waiting"):
+                if self._finished(name):
+                    return
+                if (note := _pod_note(pod)) != said:
+                    self.note(f"{name}: waiting for the master's container: {note}")
+                    said = note
+                time.sleep(self.poll_s)
+                continue
+            options: dict[str, Any] = {"container": TRAINING_CONTAINER, "follow": True, "timestamps": True}
+            resume_after = last
+            if resume_after is not None:
+                options["since_seconds"] = int((datetime.now(UTC) - resume_after[0]).total_seconds()) + RESUME_OVERLAP_S
+            try:
+                for line in watch.Watch().stream(self.clients.core.read_namespaced_pod_log, name=pod.metadata.name,
+                                                 namespace=self.namespace, **options):
+                    when, text = _split_timestamp(line)
+                    if when is not None and resume_after is not None and when <= resume_after:
+                        continue
+                    last = when or last
+                    yield text
+            except API_ERRORS as exc:
+                if not is_transient(exc, LOG_RETRY_STATUSES):
+                    raise
+                self.note(f"{name}: log stream of {pod.metadata.name} interrupted ({api_status(exc) or exc}); "
+                          "reopening")
+            if self._finished(name):
+                return
+            time.sleep(self.poll_s)
 
     def _failure(self, handle: RunHandle, status: RunStatus) -> StageFailed:
-        """StageFailed naming the pod that failed first, with the last lines of its failing container's log."""
-        pods = self.clients.training.get_job_pods(handle.name, namespace=self.namespace)
-        failed = failing_pod(pods)
+        """StageFailed naming the pod that failed first, its exit code and the last lines of its log."""
+        try:
+            failed = failing_pod(self.clients.training.get_job_pods(handle.name, namespace=self.namespace))
+        except API_ERRORS as exc:
+            return StageFailed(handle, status, [f"(pods unavailable: {api_status(exc) or exc})"])
         if failed is None:
             return StageFailed(handle, status, [])
-        text = self.clients.core.read_namespaced_pod_log(
-            failed.name, self.namespace, container=TRAINING_CONTAINER, tail_lines=TAIL_LINES, previous=failed.previous)
-        status = dataclasses.replace(status, failed_replica=failed.name, exit_code=failed.exit_code)
+        status = dataclasses.replace(status, failed_replica=failed.name, exit_code=failed.exit_code,
+                                     reason=failed.reason)
+        try:
+            text = self.clients.core.read_namespaced_pod_log(failed.name, self.namespace, container=TRAINING_CONTAINER,
+                                                             tail_lines=TAIL_LINES, previous=failed.previous)
+        except API_ERRORS as exc:
+            return StageFailed(handle, status, [f"(log of {failed.name} unavailable: {api_status(exc) or exc})"])
         return StageFailed(handle, status, text.splitlines())
 
     def wait(self, handle: RunHandle, timeout: float) -> RunStatus:
-        """Wait for Succeeded or Failed (TimeoutError after timeout s); the rollout server goes once the job ends."""
-        job = self.clients.training.wait_for_job_conditions(
-            self._name(handle), namespace=self.namespace, expected_conditions=set(FINISHED_CONDITIONS),
-            wait_timeout=max(1, int(timeout)), polling_interval=max(1, min(self.poll_s, int(timeout))))
-        status = job_status(job)
+        """Poll until Succeeded or Failed (TimeoutError after timeout s), asking again on transient errors; the
+        rollout server goes once the job ends. A job deleted under it fails the wait as Cancelled."""
+        name = self._name(handle)
+        deadline = time.monotonic() + timeout
+        status = RunStatus(Phase.PENDING)
+        while True:
+            try:
+                status = self.status(handle)
+            except API_ERRORS as exc:
+                if api_status(exc) == 404:
+                    raise StageFailed(handle, RunStatus(Phase.CANCELLED, "the PyTorchJob was deleted"), []) from None
+                if not is_transient(exc):
+                    raise
+            if status.phase.finished:
+                break
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"stage {handle.stage} run {name} still {status.phase.value} after {timeout:g} s")
+            time.sleep(max(0.0, min(self.poll_s, deadline - time.monotonic())))
         if handle.stage == "grpo":
-            remove_rollout(self.clients, handle.name)
+            remove_rollout(self.clients, name)
         if status.phase != Phase.SUCCEEDED:
             raise self._failure(handle, status)
         return status
@@ -115,18 +256,18 @@ class KubernetesLauncher:
         """Delete the job and its pods, and the rollout server of a GRPO run."""
         delete_run(self.clients, self._name(handle))
 
-    def deploy(self, isvc_name: str, storage_uri: str, timeout: int = 900) -> dict:
-        """Point the InferenceService at storage_uri and wait until it is ready with it; the patched object."""
-        kserve = self.clients.kserve
-        current = kserve.get(isvc_name, namespace=self.namespace)
-        patched = kserve.patch(isvc_name, as_inference_service(storage_uri_patch(current, storage_uri)),
-                               namespace=self.namespace)
+    def deploy(self, isvc_name: str, storage_uri: str, timeout: int = 900, labels: dict[str, str] | None = None
+               ) -> dict:
+        """Point the InferenceService at storage_uri (labelled with `labels`) and wait until it is ready with it."""
+        isvcs = self.clients.isvcs
+        patch = storage_uri_patch(isvcs.get(isvc_name, self.namespace), storage_uri)
+        if labels:
+            patch["metadata"]["labels"] = dict(labels)
+        patched = isvcs.patch(isvc_name, self.namespace, patch)
         generation = patched["metadata"].get("generation")
         try:
-            kserve.wait_isvc_ready(isvc_name, namespace=self.namespace, timeout_seconds=timeout,
-                                   polling_interval=min(self.poll_s, timeout), expected_generation=generation)
-        except RuntimeError:
-            _, why = isvc_state(kserve.get(isvc_name, namespace=self.namespace))
+            isvcs.wait_ready(isvc_name, self.namespace, generation, timeout, min(self.poll_s, timeout))
+        except TimeoutError as why:
             raise ServeNotReady(f"InferenceService {isvc_name} not ready with {storage_uri} after {timeout} s: "
                                 f"{why}") from None
         return patched

@@ -46,6 +46,7 @@ class RunStatus:
     exit_code: int | None = None
     started: datetime | None = None
     finished: datetime | None = None
+    reason: str = ""
 
 
 class StageFailed(RuntimeError):
@@ -53,7 +54,9 @@ class StageFailed(RuntimeError):
 
     def __init__(self, handle: RunHandle, status: RunStatus, tail: list[str]) -> None:
         self.handle, self.status, self.tail = handle, status, tail
-        replica = f" (replica {status.failed_replica})" if status.failed_replica else ""
+        how = ", ".join(part for part in (
+            f"exit code {status.exit_code}" if status.exit_code is not None else "", status.reason) if part)
+        replica = f" (replica {status.failed_replica}{', ' + how if how else ''})" if status.failed_replica else ""
         head = f"stage {handle.stage} run {handle.name} {status.phase.value}{replica}"
         if status.message:
             head += f": {status.message}"
