@@ -11,8 +11,6 @@ from pipelines.platform_wiring import (
     BASE_IMAGE,
     CPU_POOL_NODE_SELECTOR,
     CPU_POOL_TOLERATIONS,
-    PLATFORM_CONFIG_MAP,
-    STORE_SECRET,
     ClusterParameters,
 )
 from pipelines.run_setup import start_run
@@ -55,30 +53,30 @@ def lifecycle(
     negative_prompt: str = RECIPE.negative_prompt,
     seed: int = RECIPE.seed,
     model_name: str = "simplear",
-    inference_service: str = "simplear",
+    inference_service: str = "",
     stage_timeout_minutes: int = 1440,
     base_image: str = BASE_IMAGE,
-    store_secret: str = STORE_SECRET,
-    platform_config_map: str = PLATFORM_CONFIG_MAP,
+    release: str = "",
     cpu_node_selector: dict = CPU_POOL_NODE_SELECTOR,
     cpu_tolerations: list = CPU_POOL_TOLERATIONS,
 ) -> str:
     """Train, align, evaluate and serve SimpleAR on synthetic shapes; returns the report folder's URI."""
-    cluster = ClusterParameters(base_image, store_secret, platform_config_map, cpu_node_selector, cpu_tolerations)
+    cluster = ClusterParameters(base_image, release, cpu_node_selector, cpu_tolerations)
     pipeline_run = start_run(backend, store_root, run_tag, runs_dir, stage_timeout_minutes, cluster)
     place, run = pipeline_run.place, pipeline_run.run
     ranks = {"procs_per_node": procs_per_node}
     sampling = {"cfg_scale": cfg_scale, "seed": seed}
     evaluation = pipeline_run.evaluation(procs_per_node, eval_images_per_prompt, cfg_scale, negative_prompt, seed)
 
-    pretrain_data = place(shapes_data(**run, name="pretrain", images=pretrain_images, seed=pretrain_data_seed,
+    data = {**run, "data_root": pipeline_run.data_root}
+    pretrain_data = place(shapes_data(**data, name="pretrain", images=pretrain_images, seed=pretrain_data_seed,
                                       eval_per_tag=eval_per_tag), display_name="Shapes data: pretrain")
-    sft_data = place(shapes_data(**run, name="sft", images=sft_images, seed=sft_data_seed, eval_per_tag=eval_per_tag),
+    sft_data = place(shapes_data(**data, name="sft", images=sft_images, seed=sft_data_seed, eval_per_tag=eval_per_tag),
                      display_name="Shapes data: SFT")
     held_out = pretrain_data.outputs["data"]
-    pretrain_tokens = place(tokenize_data(**run, **ranks, name="pretrain", preset=preset, data=held_out),
+    pretrain_tokens = place(tokenize_data(**data, **ranks, name="pretrain", preset=preset, data=held_out),
                             display_name="Tokenize: pretrain")
-    sft_tokens = place(tokenize_data(**run, **ranks, name="sft", preset=preset, data=sft_data.outputs["data"]),
+    sft_tokens = place(tokenize_data(**data, **ranks, name="sft", preset=preset, data=sft_data.outputs["data"]),
                        display_name="Tokenize: SFT")
 
     pretrained = place(pretrain(**run, **ranks, preset=preset, steps=pretrain_steps, batch_size=batch_size,

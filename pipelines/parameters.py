@@ -6,7 +6,9 @@ from collections.abc import Callable
 PARAMETER_HELP: dict[str, str] = {
     "backend": "kubernetes: stages run as PyTorchJobs and the model on the InferenceService; local: processes on "
                "this machine (kfp.local).",
-    "store_root": "Store URI under which this run's folder goes; empty: s3://<checkpoint bucket>/pipelines.",
+    "store_root": "Store URI under which this run's folder goes; empty: datasets and token shards under "
+                  "s3://<data bucket>/pipelines, checkpoints, evaluations and the report under "
+                  "s3://<checkpoint bucket>/pipelines.",
     "run_tag": "Name of this run's folder under store_root; empty: the pipeline run's id.",
     "runs_dir": "Local backend: where stage runs are recorded for `simplear jobs`; empty: $SIMPLEAR_RUNS_DIR or "
                 "~/.simplear/runs.",
@@ -36,7 +38,7 @@ PARAMETER_HELP: dict[str, str] = {
                        "prompt.",
     "seed": "Seed of the first evaluation image (+1 per image), of the serving check and of GRPO.",
     "model_name": "Model name in the server's routes: /v1/models/<model_name>:predict.",
-    "inference_service": "Kubernetes backend: the InferenceService pointed at the new model.",
+    "inference_service": "Kubernetes backend: the InferenceService pointed at the new model; empty: the platform's.",
     "stage_timeout_minutes": "A stage run still going after this many minutes fails the step.",
     "init_model_uri": "Store URI of the checkpoint to start from (complete: has manifest.json).",
     "model_uri": "Store URI of the checkpoint to evaluate and serve.",
@@ -45,8 +47,8 @@ PARAMETER_HELP: dict[str, str] = {
     "prompts_data_uri": "Store URI of a shapes dataset folder whose meta.jsonl holds the GRPO prompts.",
     "eval_data_uri": "Store URI of a folder holding the held-out evaluation_metadata.jsonl.",
     "base_image": "Image of the component pods: the chart's base image (simplear with the Pipelines SDK).",
-    "store_secret": "Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY: the chart's <release>-store.",
-    "platform_config_map": "ConfigMap holding platform.json (images, pools, store): the chart's <release>-platform.",
+    "release": "Helm release of the platform to use when its namespace holds several; empty: the only one there "
+               "(its ConfigMap names the store Secret, buckets, pools and images).",
     "cpu_node_selector": "nodeSelector of the component pods: the chart's pools.cpu.nodeSelector.",
     "cpu_tolerations": "Tolerations of the component pods: the chart's pools.cpu.tolerations.",
 }

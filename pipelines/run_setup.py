@@ -1,4 +1,5 @@
-"""What every pipeline builds first and last: placed tasks, the planned run root, shared arguments, the report."""
+"""What every pipeline builds first and last: the found platform, placed tasks, the planned run folders, shared
+arguments, the report."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -8,17 +9,19 @@ from typing import Any
 from kfp import dsl
 from kfp.dsl import PipelineTask
 
-from pipelines.components.plan import plan_run
+from pipelines.components.plan import find_platform, plan_run
 from pipelines.components.report import report
-from pipelines.platform_wiring import ClusterParameters, on_platform
+from pipelines.platform_wiring import ClusterParameters, PlatformNames, on_cpu_pool, on_platform
 
 
 @dataclass(frozen=True)
 class PipelineRun:
-    """One pipeline run in the making: how tasks are placed, and the arguments every stage component takes."""
+    """One pipeline run in the making: how tasks are placed, the arguments every stage component takes, and where
+    datasets and token shards go."""
 
     place: Callable[..., PipelineTask]
     run: dict[str, Any]
+    data_root: Any
 
     def evaluation(self, procs_per_node: Any, images_per_prompt: Any, cfg_scale: Any, negative_prompt: Any,
                    seed: Any) -> dict[str, Any]:
@@ -34,9 +37,14 @@ class PipelineRun:
 
 def start_run(backend: Any, store_root: Any, run_tag: Any, runs_dir: Any, stage_timeout_minutes: Any,
               cluster: ClusterParameters) -> PipelineRun:
-    """Plan the run's root in the store and return what the pipeline's stages share."""
-    place = partial(on_platform, cluster=cluster)
+    """Find the platform, plan the run's folders in the store and return what the pipeline's stages share."""
+    found = on_cpu_pool(find_platform(backend=backend, release=cluster.release), cluster,
+                        display_name="Find the platform")
+    found.set_caching_options(False)  # a reinstalled platform may have other names
+    names = PlatformNames(found.outputs["config_map"], found.outputs["store_secret"])
+    place = partial(on_platform, cluster=cluster, platform=names)
     plan = place(plan_run(backend=backend, store_root=store_root, run_tag=run_tag,
                           run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER), display_name="Plan the run")
-    return PipelineRun(place, {"backend": backend, "runs_dir": runs_dir, "root": plan.output,
-                               "timeout_minutes": stage_timeout_minutes})
+    return PipelineRun(place, {"backend": backend, "runs_dir": runs_dir, "root": plan.outputs["root"],
+                               "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "timeout_minutes": stage_timeout_minutes},
+                       plan.outputs["data_root"])

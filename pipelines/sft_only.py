@@ -10,8 +10,6 @@ from pipelines.platform_wiring import (
     BASE_IMAGE,
     CPU_POOL_NODE_SELECTOR,
     CPU_POOL_TOLERATIONS,
-    PLATFORM_CONFIG_MAP,
-    STORE_SECRET,
     ClusterParameters,
 )
 from pipelines.run_setup import start_run
@@ -41,13 +39,12 @@ def sft_only(
     seed: int = RECIPE.seed,
     stage_timeout_minutes: int = 1440,
     base_image: str = BASE_IMAGE,
-    store_secret: str = STORE_SECRET,
-    platform_config_map: str = PLATFORM_CONFIG_MAP,
+    release: str = "",
     cpu_node_selector: dict = CPU_POOL_NODE_SELECTOR,
     cpu_tolerations: list = CPU_POOL_TOLERATIONS,
 ) -> str:
     """Fine-tune a checkpoint and score it against where it started; returns the report folder's URI."""
-    cluster = ClusterParameters(base_image, store_secret, platform_config_map, cpu_node_selector, cpu_tolerations)
+    cluster = ClusterParameters(base_image, release, cpu_node_selector, cpu_tolerations)
     pipeline_run = start_run(backend, store_root, run_tag, runs_dir, stage_timeout_minutes, cluster)
     place, run = pipeline_run.place, pipeline_run.run
     evaluation = pipeline_run.evaluation(procs_per_node, eval_images_per_prompt, cfg_scale, negative_prompt, seed)

@@ -22,9 +22,9 @@ def pipeline_service_account(release: str) -> str:
 
 
 def submit(client: Any, pipeline: str, arguments: dict, release: str, experiment: str) -> str:
-    """Create a run of compiled/<pipeline>.yaml as the release's pipeline ServiceAccount; the run's id."""
+    """Create a run of compiled/<pipeline>.yaml on the release's platform, as its pipeline ServiceAccount; the id."""
     run = client.create_run_from_pipeline_package(
-        str(COMPILED / f"{pipeline}.yaml"), arguments=arguments, experiment_name=experiment,
+        str(COMPILED / f"{pipeline}.yaml"), arguments={"release": release, **arguments}, experiment_name=experiment,
         service_account=pipeline_service_account(release),
     )
     return run.run_id

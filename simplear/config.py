@@ -239,6 +239,7 @@ class PlatformConfig(CamelStrict):
     store_secret: str = Field(description="name of the Secret holding AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
     data_bucket: str = "simplear-data"
     checkpoint_bucket: str = "simplear-checkpoints"
+    inference_service: str = Field(default="", description="the chart's InferenceService; empty: none installed")
     presets: tuple[str, ...] = tuple(PRESETS)
 
     @model_validator(mode="after")

@@ -64,6 +64,7 @@ def test_stage_components_go_through_a_launcher_and_never_build_pods() -> None:
     sources = {name: " ".join(body["container"]["command"]) for name, body in executors.items()}
     stages = ("pretrain", "sft", "grpo", "evaluate", "shapes-data", "tokenize-data")
     for executor in (f"exec-{stage}" for stage in stages):
-        assert "launcher.run(stage, spec)" in sources[executor] and "def run_stage(" in sources[executor], executor
+        assert "run_stage_step(launcher, stage, spec" in sources[executor], executor
+        assert "def run_stage(" in sources[executor], executor
     for executor, source in sources.items():
         assert "create_namespaced" not in source and "V1Pod" not in source, executor

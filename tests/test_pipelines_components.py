@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from kfp import local
 from test_helm_render import objects, one
+from test_platform_support import chart_platform_config
+
+from simplear.s3_server import EmbeddedS3
+from simplear.store import Store
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))  # pipelines/ is a folder of the repository, not an installed package
@@ -43,7 +49,8 @@ def jobs_list(runs_dir: Path) -> str:
 def test_a_stage_component_runs_its_stage_as_a_local_run_that_simplear_jobs_lists(kfp_local: Path) -> None:
     """shapes_data with the local backend: a LocalLauncher run under runs_dir, its dataset in the store."""
     runs, root = kfp_local / "runs", kfp_local / "store" / "run"
-    task = shapes_data(backend="local", runs_dir=str(runs), root=str(root), name="unit", images=12, seed=3,
+    task = shapes_data(backend="local", runs_dir=str(runs), root=str(root), data_root=str(root), run_id="7",
+                       name="unit", images=12, seed=3,
                        eval_per_tag=1, timeout_minutes=5)
     data = task.outputs["data"]
     assert data.metadata["uri"] == str(root / "data" / "unit")
@@ -56,12 +63,42 @@ def test_a_stage_component_runs_its_stage_as_a_local_run_that_simplear_jobs_list
 
 
 def test_plan_puts_the_run_under_the_store_root_and_refuses_none_locally(kfp_local: Path) -> None:
-    """<store_root>/<run_tag>, with the journal's first entry; the local backend needs a store root."""
-    root = plan_run(backend="local", store_root=str(kfp_local / "store"), run_tag="tag", run_id="1").output
-    assert root == str(kfp_local / "store" / "tag")
+    """<store_root>/<run_tag> for data and the rest, with the journal's first entry; local needs a store root."""
+    outputs = plan_run(backend="local", store_root=str(kfp_local / "store"), run_tag="tag", run_id="1").outputs
+    assert outputs["root"] == outputs["data_root"] == str(kfp_local / "store" / "tag")
     assert json.loads((kfp_local / "store" / "tag" / "journal" / "plan.json").read_text())["stage"] == "plan"
     with pytest.raises(RuntimeError, match="plan-run"):
         plan_run(backend="local", store_root="", run_tag="tag", run_id="1")
+
+
+def test_cluster_runs_keep_data_in_the_data_bucket_and_the_rest_in_the_checkpoint_bucket(
+        s3_server: EmbeddedS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the cluster (no store_root) datasets and token shards go to the chart's data bucket, checkpoints,
+    evaluations, journal and report to its checkpoint bucket; the lifecycle wires the folders that way."""
+    config = chart_platform_config("default").model_copy(update={
+        "store_endpoint": s3_server.endpoint, "data_bucket": f"data-{secrets.token_hex(4)}",
+        "checkpoint_bucket": f"ckpt-{secrets.token_hex(4)}"})
+    for bucket in (config.data_bucket, config.checkpoint_bucket):
+        s3_server.create_bucket(bucket)
+    mounted = tmp_path / "platform.json"
+    mounted.write_text(config.model_dump_json(by_alias=True))
+    for name, value in {**s3_server.env(), "SIMPLEAR_PLATFORM_CONFIG": str(mounted)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SIMPLEAR_S3_ENDPOINT", raising=False)
+    root, data_root = plan_run.python_func(backend="kubernetes", store_root="", run_tag="t1", run_id="1")
+    assert (root, data_root) == (f"s3://{config.checkpoint_bucket}/pipelines/t1",
+                                 f"s3://{config.data_bucket}/pipelines/t1")
+    assert Store().exists(f"{root}/journal/plan.json")
+    tasks = next(yaml.safe_load_all((REPOSITORY / "pipelines" / "compiled" / "simplear-lifecycle.yaml").read_text()))[
+        "root"]["dag"]["tasks"]
+    for task, body in tasks.items():
+        inputs = body.get("inputs", {}).get("parameters", {})
+        if task.startswith(("shapes-data", "tokenize-data")):
+            assert inputs["data_root"]["taskOutputParameter"] == {"outputParameterKey": "data_root",
+                                                                  "producerTask": "plan-run"}, task
+        if "root" in inputs:
+            assert inputs["root"]["taskOutputParameter"] == {"outputParameterKey": "root",
+                                                             "producerTask": "plan-run"}, task
 
 
 def test_an_incomplete_checkpoint_is_refused_as_a_starting_point(kfp_local: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -59,16 +60,18 @@ def test_backend_and_rollout_defaults_are_the_clusters() -> None:
     assert parameters("simplear-grpo")["rollout"]["defaultValue"] == "server"
 
 
-def test_cluster_parameters_default_to_what_the_chart_installs() -> None:
-    """Store Secret, platform ConfigMap and the cpu pool's placement default to the chart's default release."""
+def test_no_default_assumes_the_release_name() -> None:
+    """Release-named objects are found when the run starts: no parameter defaults to a release's Secret, ConfigMap,
+    ServiceAccount or InferenceService; the cpu pool's placement defaults to the chart's defaults."""
     docs = objects("default")
     platform = json.loads(one(docs, "ConfigMap", "simplear-platform")["data"]["platform.json"])
-    isvc = one(docs, "InferenceService")["metadata"]["name"]
     for name in PIPELINES:
         params = parameters(name)
-        assert params["store_secret"]["defaultValue"] == platform["storeSecret"]
-        assert params["platform_config_map"]["defaultValue"] == "simplear-platform"
+        assert "store_secret" not in params and "platform_config_map" not in params
+        assert params["release"]["defaultValue"] == ""
         assert params["cpu_node_selector"]["defaultValue"] == platform["pools"]["cpu"]["nodeSelector"]
         assert params["cpu_tolerations"]["defaultValue"] == platform["pools"]["cpu"]["tolerations"]
+        text = (COMPILED / f"{name}.yaml").read_text()
+        assert not re.search(r"simplear-(store|platform|pipeline)\b", text), name
     for name in ("simplear-lifecycle", "simplear-evaluate-deploy"):
-        assert parameters(name)["inference_service"]["defaultValue"] == isvc
+        assert parameters(name)["inference_service"]["defaultValue"] == ""

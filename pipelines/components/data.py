@@ -7,28 +7,29 @@ from pipelines.components.stage_support import STAGE_HELPERS, backend_store, pub
 
 
 @on_base_image(*STAGE_HELPERS)
-def shapes_data(backend: str, runs_dir: str, root: str, name: str, images: int, seed: int, eval_per_tag: int,
-                timeout_minutes: int, data: Output[Dataset]) -> None:
-    """Shapes images with short and long captions (meta.jsonl) and held-out GenEval-style prompts, in the store."""
+def shapes_data(backend: str, runs_dir: str, root: str, data_root: str, run_id: str, name: str, images: int, seed: int,
+                eval_per_tag: int, timeout_minutes: int, data: Output[Dataset]) -> None:
+    """Shapes images with short and long captions (meta.jsonl) and held-out GenEval-style prompts, under data_root."""
     from simplear.store import join
 
-    uri = join(root, "data", name)
+    uri = join(data_root, "data", name)
     args = ["--out", uri, "--n", images, "--seed", seed, "--eval-per-tag", eval_per_tag]
-    seconds = run_stage(backend, runs_dir, "shapes", f"shapes-{name}", args, 0, timeout_minutes)
+    seconds = run_stage(backend, runs_dir, "shapes", f"shapes-{name}", args, 0, timeout_minutes, run_id)
     publish(data, uri, {"meta": join(uri, "meta.jsonl"), "eval_prompts": join(uri, "evaluation_metadata.jsonl"),
                         "images": images})
     record_step(backend_store(backend), root, f"shapes-{name}", {"stage": "data", "seconds": seconds, "output": uri})
 
 
 @on_base_image(*STAGE_HELPERS)
-def tokenize_data(backend: str, runs_dir: str, root: str, name: str, preset: str, procs_per_node: int,
-                  timeout_minutes: int, data: Input[Dataset], tokens: Output[Dataset]) -> None:
-    """Token shards of a dataset's meta file with the preset's visual tokenizer (complete once manifest.json exists)."""
+def tokenize_data(backend: str, runs_dir: str, root: str, data_root: str, run_id: str, name: str, preset: str,
+                  procs_per_node: int, timeout_minutes: int, data: Input[Dataset], tokens: Output[Dataset]) -> None:
+    """Token shards of a dataset's meta file under data_root (complete once manifest.json exists)."""
     from simplear.store import join
 
-    uri = join(root, "tokens", name)
+    uri = join(data_root, "tokens", name)
     args = ["--meta", data.metadata["meta"], "--output", uri, "--preset", preset, "--no-progress"]
-    seconds = run_stage(backend, runs_dir, "tokenize", f"tokenize-{name}", args, procs_per_node, timeout_minutes)
+    seconds = run_stage(backend, runs_dir, "tokenize", f"tokenize-{name}", args, procs_per_node, timeout_minutes,
+                        run_id)
     publish(tokens, uri, {"preset": preset})
     record_step(backend_store(backend), root, f"tokenize-{name}", {"stage": "tokenize", "seconds": seconds,
                                                                   "output": uri})

@@ -45,10 +45,11 @@ def predict_once(url: str, model_name: str, prompt: dict, seed: int, cfg_scale: 
 
 
 @on_base_image(*STAGE_HELPERS, predict_once)
-def deploy(backend: str, runs_dir: str, root: str, model_name: str, inference_service: str, seed: int,
+def deploy(backend: str, runs_dir: str, root: str, run_id: str, model_name: str, inference_service: str, seed: int,
            cfg_scale: float, negative_prompt: str, timeout_minutes: int, model: Input[Model],
            prompts: Input[Dataset], served: Output[Artifact]) -> None:
-    """Serve the model (local: `simplear serve` on 127.0.0.1; kubernetes: the InferenceService) and check one image."""
+    """Serve the model (local: `simplear serve` on 127.0.0.1; kubernetes: the InferenceService, by default the
+    platform's, labelled with this run) and check one image."""
     import json
     import time
 
@@ -66,8 +67,15 @@ def deploy(backend: str, runs_dir: str, root: str, model_name: str, inference_se
             check = predict_once(server.url, model_name, prompt, seed, cfg_scale, negative_prompt)
             url = server.url
     else:
+        from simplear.platform.manifests.labels import STAGE_LABEL, pipeline_run_labels
+
         launcher = stage_launcher(backend, runs_dir)
-        launcher.deploy(inference_service, uri, timeout=timeout_minutes * 60)
+        inference_service = inference_service or launcher.config.inference_service
+        if not inference_service:
+            raise ValueError("no InferenceService to deploy to: the chart has kserve.enabled=false and the "
+                             "inference_service parameter is empty")
+        launcher.deploy(inference_service, uri, timeout=timeout_minutes * 60,
+                        labels={**pipeline_run_labels(run_id), STAGE_LABEL: "serve"})
         ready = time.monotonic() - started
         url = f"http://{inference_service}-predictor.{launcher.namespace}.svc"
         progress(f"serve: InferenceService {inference_service} ready with {uri} after {ready:.0f} s")

@@ -7,7 +7,7 @@ from pipelines.components.stage_support import STAGE_HELPERS, backend_store, pro
 
 
 @on_base_image(*STAGE_HELPERS)
-def evaluate(backend: str, runs_dir: str, root: str, stage: str, images_per_prompt: int, cfg_scale: float,
+def evaluate(backend: str, runs_dir: str, root: str, run_id: str, stage: str, images_per_prompt: int, cfg_scale: float,
              negative_prompt: str, seed: int, procs_per_node: int, timeout_minutes: int, model: Input[Model],
              prompts: Input[Dataset], scores: Output[Metrics], samples: Output[Dataset],
              batch_size: int = 64) -> None:
@@ -20,7 +20,8 @@ def evaluate(backend: str, runs_dir: str, root: str, stage: str, images_per_prom
     args = ["--model", model.metadata["uri"], "--prompts", prompts.metadata["eval_prompts"], "--out", out,
             "--n", images_per_prompt, "--score-shapes", "--no-progress", "--batch-size", batch_size,
             "--cfg-scale", cfg_scale, "--negative-prompt", negative_prompt, "--seed", seed]
-    seconds = run_stage(backend, runs_dir, "evaluate", f"evaluate-{stage}", args, procs_per_node, timeout_minutes)
+    seconds = run_stage(backend, runs_dir, "evaluate", f"evaluate-{stage}", args, procs_per_node, timeout_minutes,
+                        run_id)
     store = backend_store(backend)
     summary = json.loads(store.read(join(out, "summary.json")))
     for tag, score in summary["per_tag"].items():

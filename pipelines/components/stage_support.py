@@ -46,31 +46,34 @@ def stage_launcher(backend: str, runs_dir: str) -> Any:
         from simplear.platform.cluster_clients import connect
         from simplear.platform.kubernetes_launcher import KubernetesLauncher
 
-        return KubernetesLauncher(platform_config(), connect())
+        return KubernetesLauncher(platform_config(), connect(), note=progress)
     raise ValueError(f"unknown backend {backend!r}: use local or kubernetes")
 
 
 def run_stage(backend: str, runs_dir: str, stage: str, step: str, args: list, procs_per_node: int,
-              timeout_minutes: int, rollout: dict | None = None) -> float:
-    """Run one stage through the backend's launcher with its rank-0 log echoed; the seconds it took."""
+              timeout_minutes: int, run_id: str = "", rollout: dict | None = None) -> float:
+    """Run one stage through the backend's launcher with its rank-0 log echoed; the seconds it took. The run is
+    labelled with the pipeline run's id and deleted when the step is stopped (SIGTERM) or times out."""
     import time
     import uuid
 
+    from simplear.platform.manifests.labels import pipeline_run_labels
     from simplear.platform.stage_spec import RolloutSpec, StageSpec
+    from simplear.platform.stage_step import run_stage_step
+
+    def echo(line: str) -> None:
+        """Log lines as they are; the step's own messages marked as progress."""
+        if line.startswith("  "):
+            print(line, flush=True)
+        else:
+            progress(f"{step}: {line}")
 
     launcher = stage_launcher(backend, runs_dir)
     spec = StageSpec(name=f"{step}-{uuid.uuid4().hex[:8]}", args=tuple(str(a) for a in args),
-                     procs_per_node=procs_per_node or None, rollout=RolloutSpec(**rollout) if rollout else None)
+                     procs_per_node=procs_per_node or None, rollout=RolloutSpec(**rollout) if rollout else None,
+                     labels=pipeline_run_labels(run_id))
     started = time.monotonic()
-    handle = launcher.run(stage, spec)
-    progress(f"{step}: {stage} run {spec.name} started ({backend})")
-    try:
-        for line in launcher.logs(handle, follow=True):
-            print(f"  {spec.name} | {line}", flush=True)
-        launcher.wait(handle, timeout_minutes * 60)
-    except BaseException:
-        launcher.cancel(handle)
-        raise
+    run_stage_step(launcher, stage, spec, timeout_minutes * 60, echo)
     seconds = time.monotonic() - started
     progress(f"{step}: done in {seconds:.0f} s")
     return seconds

@@ -7,7 +7,7 @@ from pipelines.components.stage_support import STAGE_HELPERS, backend_store, pub
 
 
 @on_base_image(*STAGE_HELPERS)
-def pretrain(backend: str, runs_dir: str, root: str, preset: str, steps: int, batch_size: int,
+def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps: int, batch_size: int,
              learning_rate: float, procs_per_node: int, timeout_minutes: int, tokens: Input[Dataset],
              model: Output[Model], save_steps: int = 100) -> None:
     """Next-token pretraining of a random-init model of the preset on token shards; the final checkpoint."""
@@ -17,14 +17,14 @@ def pretrain(backend: str, runs_dir: str, root: str, preset: str, steps: int, ba
     args = ["--data", tokens.metadata["uri"], "--output", out, "--preset", preset,
             "--max-steps", steps, "--batch-size", batch_size, "--learning-rate", learning_rate,
             "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps, "--logging-steps", 10]
-    seconds = run_stage(backend, runs_dir, "pretrain", "pretrain", args, procs_per_node, timeout_minutes)
+    seconds = run_stage(backend, runs_dir, "pretrain", "pretrain", args, procs_per_node, timeout_minutes, run_id)
     publish(model, join(out, "final"), {"stage": "pretrain", "steps": steps, "run": out})
     record_step(backend_store(backend), root, "pretrain", {"stage": "pretrain", "seconds": seconds, "steps": steps,
                                                            "output": join(out, "final")})
 
 
 @on_base_image(*STAGE_HELPERS)
-def sft(backend: str, runs_dir: str, root: str, steps: int, batch_size: int, learning_rate: float,
+def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_size: int, learning_rate: float,
         procs_per_node: int, timeout_minutes: int, tokens: Input[Dataset], init: Input[Model], model: Output[Model],
         save_steps: int = 100) -> None:
     """Supervised fine-tuning of a checkpoint on token shards; the final checkpoint."""
@@ -35,16 +35,17 @@ def sft(backend: str, runs_dir: str, root: str, steps: int, batch_size: int, lea
             "--init-from", init.metadata["uri"], "--max-steps", steps, "--batch-size", batch_size,
             "--learning-rate", learning_rate, "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps,
             "--logging-steps", 10]
-    seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes)
+    seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes, run_id)
     publish(model, join(out, "final"), {"stage": "sft", "steps": steps, "run": out})
     record_step(backend_store(backend), root, "sft", {"stage": "sft", "seconds": seconds, "steps": steps,
                                                       "output": join(out, "final")})
 
 
 @on_base_image(*STAGE_HELPERS)
-def grpo(backend: str, runs_dir: str, root: str, preset: str, steps: int, batch_size: int, num_generations: int,
-         num_iterations: int, learning_rate: float, max_minutes: float, cfg_scale: float, seed: int, rollout: str,
-         rollout_engine: str, procs_per_node: int, timeout_minutes: int, prompts: Input[Dataset],
+def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps: int, batch_size: int,
+         num_generations: int, num_iterations: int, learning_rate: float, max_minutes: float, cfg_scale: float,
+         seed: int, rollout: str, rollout_engine: str, procs_per_node: int, timeout_minutes: int,
+         prompts: Input[Dataset],
          init: Input[Model], model: Output[Model], reward_curve: Output[HTML], caption: str = "short",
          save_steps: int = 25) -> None:
     """GRPO with the exact shapes reward, rollouts in the trainer or from a rollout server; model and reward curve."""
@@ -65,7 +66,7 @@ def grpo(backend: str, runs_dir: str, root: str, preset: str, steps: int, batch_
     if max_minutes > 0:
         args += ["--max-minutes", max_minutes]
     server = {"model": init.metadata["uri"], "engine": rollout_engine} if rollout == "server" else None
-    seconds = run_stage(backend, runs_dir, "grpo", "grpo", args, procs_per_node, timeout_minutes, server)
+    seconds = run_stage(backend, runs_dir, "grpo", "grpo", args, procs_per_node, timeout_minutes, run_id, server)
     store = backend_store(backend)
     rows = [json.loads(line) for line in store.read(join(out, "logs", "train.jsonl")).decode().splitlines()]
     curve = [[point["step"], point["reward"]] for point in curve_points(rows)]

@@ -34,5 +34,6 @@ def default_platform_config(release: str = CHART, namespace: str | None = None) 
         store_endpoint=f"{minio}.{namespace}.svc:{MINIO_PORT}" if namespace else f"{minio}:{MINIO_PORT}",
         store_secure=False,
         store_secret=f"{fullname}-store",
+        inference_service=fullname,
         presets=tuple(PRESETS),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -9,6 +10,10 @@ from pydantic import Field, model_validator
 from simplear.config import Strict
 
 StageName = Literal["shapes", "tokenize", "pretrain", "sft", "grpo", "evaluate"]
+# A label key (optional DNS-subdomain prefix, then a name) and value, as the API server validates them.
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                       r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 RUN_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 # Inline credentials are refused: pods read them from the store Secret, local runs from the environment.
 CREDENTIAL_VARIABLES = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
@@ -52,6 +57,15 @@ class StageSpec(Strict):
     shm_size: str = Field(default="16Gi", description="/dev/shm (memory) of each pod")
     scratch_size: str = Field(default="64Gi", description="/tmp of each pod: checkpoint staging, caches")
     rollout: RolloutSpec | None = Field(default=None, description="GRPO only: the rollout server beside the trainer")
+    labels: dict[str, str] = Field(default={}, description="extra labels of the run's objects and pods (pipeline run)")
+
+    @model_validator(mode="after")
+    def _valid_labels(self) -> StageSpec:
+        bad = [f"{key}={value}" for key, value in self.labels.items()
+               if not LABEL_KEY.match(key) or not LABEL_VALUE.match(value)]
+        if bad:
+            raise ValueError(f"labels not valid in Kubernetes: {', '.join(bad)}")
+        return self
 
     @model_validator(mode="after")
     def _no_inline_credentials(self) -> StageSpec:

@@ -89,7 +89,8 @@ def _pod_template(config: PlatformConfig, stage: str, spec: StageSpec) -> dict:
         pod["initContainers"] = [_wait_for_rollout(config, spec.name, spec.rollout)]
     pod["containers"] = [container]
     pod["volumes"] = scratch_volumes(spec.scratch_size, spec.shm_size)
-    return {"metadata": {"labels": pod_labels(stage, spec.name), "annotations": dict(NO_SIDECAR)}, "spec": pod}
+    return {"metadata": {"labels": pod_labels(stage, spec.name, extra=spec.labels), "annotations": dict(NO_SIDECAR)},
+            "spec": pod}
 
 
 def pytorch_job(config: PlatformConfig, stage: str, spec: StageSpec, namespace: str | None = None) -> dict:
@@ -110,6 +111,6 @@ def pytorch_job(config: PlatformConfig, stage: str, spec: StageSpec, namespace: 
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
-        "metadata": metadata(spec.name, run_labels(stage, spec.name), namespace),
+        "metadata": metadata(spec.name, run_labels(stage, spec.name, extra=spec.labels), namespace),
         "spec": {"nprocPerNode": str(procs), "runPolicy": run_policy, "pytorchReplicaSpecs": replicas},
     }

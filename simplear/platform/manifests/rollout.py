@@ -44,7 +44,7 @@ def _rollout(spec: StageSpec) -> RolloutSpec:
 
 def _metadata(spec: StageSpec, owner_uid: str | None, namespace: str | None) -> dict:
     """Metadata of the Deployment and the Service: run labels and, once the job exists, its owner reference."""
-    meta = metadata(rollout_name(spec.name), run_labels("grpo", spec.name, COMPONENT), namespace)
+    meta = metadata(rollout_name(spec.name), run_labels("grpo", spec.name, COMPONENT, spec.labels), namespace)
     if owner_uid is not None:
         meta["ownerReferences"] = [owner_reference(spec.name, owner_uid)]
     return meta
@@ -99,7 +99,8 @@ def rollout_deployment(
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": _selector(spec)},
             "template": {
-                "metadata": {"labels": pod_labels("grpo", spec.name, COMPONENT), "annotations": dict(NO_SIDECAR)},
+                "metadata": {"labels": pod_labels("grpo", spec.name, COMPONENT, spec.labels),
+                             "annotations": dict(NO_SIDECAR)},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
