@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import re
+from pathlib import Path
 
 from test_helm_render import NAMESPACE, find, objects, one, parse, pod_labels, render_values
 
@@ -134,3 +136,15 @@ def test_run_to_completion_pods_accept_no_connections() -> None:
     assert policy["spec"]["policyTypes"] == ["Ingress"] and "ingress" not in policy["spec"]
     selected = {where for where, pod in pod_labels(docs).items() if selector.items() <= pod.items()}
     assert selected == {"Job/simplear-buckets", "Job/simplear-register-pipelines", "Pod/simplear-test"}
+
+
+def test_the_minio_pin_includes_the_2025_10_15_security_release_or_security_md_says_why() -> None:
+    """MinIO's 2025-10-15 release fixes CVE-2025-62506: the pinned tag includes it, or SECURITY.md names the tag and
+    explains."""
+    tag = one(objects("default"), "Deployment", "simplear-minio")["spec"]["template"]["spec"]["containers"][0][
+        "image"].rsplit(":", 1)[1]
+    released = re.fullmatch(r"RELEASE\.(\d{4}-\d{2}-\d{2})T.*", tag).group(1)
+    if released < "2025-10-15":
+        security = (Path(__file__).resolve().parents[1] / "helm" / "simplear" / "SECURITY.md").read_text()
+        section = security.split("## MinIO release", 1)[1].split("\n## ", 1)[0]
+        assert tag in section and "RELEASE.2025-10-15T17-29-55Z" in section and "CVE-2025-62506" in section
