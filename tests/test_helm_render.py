@@ -289,7 +289,8 @@ def test_release_names_without_the_chart_name_prefix_resources() -> None:
 
 
 def test_notes_explain_the_endpoint_the_pipelines_ui_and_the_jobs() -> None:
-    """NOTES show the v1, v2 and OpenAI routes of the model, the Pipelines UI and `kubectl get pytorchjobs`."""
+    """NOTES show the v1, v2 and OpenAI routes of the model, the Pipelines UI, both KFP installs, the run's service
+    account and the kubectl lines that find a run's jobs by its id."""
     text = notes("default")
     for expected in (
         "/v1/models/simplear:predict",
@@ -297,7 +298,12 @@ def test_notes_explain_the_endpoint_the_pipelines_ui_and_the_jobs() -> None:
         "/openai/v1/images/generations",
         "kubectl get inferenceservice simplear -n ml-platform",
         "svc/ml-pipeline-ui",
-        "kubectl get pytorchjobs -n ml-platform",
+        "helm install simplear helm/simplear -n kubeflow --set kfp.enabled=true",
+        "-n <profile> --set kfp.enabled=true --set kfp.namespace=<profile>",
+        "This release is in ml-platform with no kfp.namespace",
+        "service account simplear-pipeline",
+        "kubectl get workflows,pytorchjobs,deployments,inferenceservices -n ml-platform -l pipeline/runid=<run id>",
+        "simplear.io/stage=sft,training.kubeflow.org/job-role=master",
         "helm test simplear -n ml-platform",
     ):
         assert expected in text, expected
