@@ -122,7 +122,7 @@ def checks(command: tuple[str, ...]) -> list[tuple[str, ...]]:
     if program == "sh" and "kfp.dsl.executor_main" in command[2]:
         source = command[3]
         modules = sorted({name for node in ast.walk(ast.parse(source)) for name in _imported(node)})
-        load = ("import importlib, sys, tempfile, pathlib\n"
+        load = ("import importlib, importlib.util, tempfile, pathlib\n"
                 "path = pathlib.Path(tempfile.mkdtemp()) / 'ephemeral_component.py'\n"
                 f"path.write_text({source!r})\n"
                 "spec = importlib.util.spec_from_file_location('ephemeral_component', path)\n"
