@@ -119,7 +119,7 @@ def test_hook_jobs_and_the_test_pod_opt_out_of_istio_injection(value_set: str) -
     """An injected Istio proxy never exits, so a Job or test pod with one never completes (profile namespaces of
     multi-user Kubeflow inject by default): every hook pod says sidecar.istio.io/inject: "false"."""
     hooks = [doc for doc in objects(value_set) if "helm.sh/hook" in doc["metadata"].get("annotations", {})]
-    assert {doc["kind"] for doc in hooks} == {"Job", "Pod"}
+    assert "Pod" in {doc["kind"] for doc in hooks}
     for doc in hooks:
         template = doc["spec"]["template"]["metadata"] if doc["kind"] == "Job" else doc["metadata"]
         assert template.get("annotations", {}).get("sidecar.istio.io/inject") == "false", doc["metadata"]["name"]

@@ -104,7 +104,7 @@ def test_a_failing_stage_raises_with_its_last_log_lines(launcher: LocalLauncher,
     assert error.status.phase == Phase.FAILED and error.status.failed_replica == "rank0"
     assert error.status.exit_code == 1 and error.status.message == "rank 0 exited with 1"
     assert any("simplear tokenize: error" in line and "missing.jsonl" in line for line in error.tail)
-    assert str(error).startswith("stage tokenize run broken Failed (replica rank0): rank 0 exited with 1")
+    assert str(error).startswith("stage tokenize run broken Failed (replica rank0, exit code 1): rank 0 exited with 1")
 
 
 def test_cancel_stops_the_whole_process_group(launcher: LocalLauncher, tmp_path: Path) -> None:
