@@ -234,6 +234,29 @@ def test_the_next_writer_removes_dead_writers_temp_files_only(tmp_path: Path) ->
     assert {p.name for p in tmp_path.iterdir()} == {other, "out.bin"}
 
 
+def test_concurrent_writers_of_one_target_never_remove_each_others_temp(tmp_path: Path) -> None:
+    """Writers starting together (two ranks writing the same settings file): each commits, nothing is left over."""
+    store, target = Store(StoreSettings()), str(tmp_path / "settings.json")
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        barrier.wait()
+        for round_ in range(25):
+            try:
+                store.write(target, f"{worker} {round_}".encode())
+            except StoreError as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert os.listdir(tmp_path) == ["settings.json"]
+
+
 def test_a_download_removes_staging_folders_of_dead_downloads(
     store_root: tuple[Store, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

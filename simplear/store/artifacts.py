@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from simplear.store.errors import ArtifactNotFound, CorruptArtifact, ObjectNotFound, StoreError
 from simplear.store.hashed_copy import copy_hashed, upload_hashed
-from simplear.store.leftovers import hold, remove_leftovers
+from simplear.store.leftovers import held_temp
 from simplear.store.local_files import PARTIAL_SUFFIX, list_local
 from simplear.store.manifest import ARTIFACT_FORMAT, MANIFEST, check_manifest
 from simplear.store.uri import join
@@ -49,9 +48,7 @@ def get_artifact(store: Store, uri: str, local_dir: str | Path) -> dict:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise StoreError(f"cannot download artifact {uri} into {target}: it exists and is not an empty directory")
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(target, PARTIAL_SUFFIX)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX))
-    lock = hold(staging)
+    lock, staging = held_temp(target, PARTIAL_SUFFIX, folder=True)
     try:
         for entry in manifest["files"]:
             _download_checked(store, uri, entry, staging)

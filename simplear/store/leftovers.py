@@ -2,7 +2,9 @@
 
 A writer that dies (SIGKILL, OOM, preemption) cannot remove its temp file. Each writer therefore holds an
 exclusive flock on its own temp while it writes (the kernel drops it when the process dies) and, when it starts,
-removes the temps of the same target that nobody holds: leftovers of writers that are gone.
+removes the temps of the same target that nobody holds: leftovers of writers that are gone. A temp is created
+before it is locked, so another writer's cleanup may remove it in between: the creator checks, once it holds the
+lock, that its temp is still there, and creates another if not.
 """
 
 from __future__ import annotations
@@ -12,17 +14,41 @@ import fcntl
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 TEMP_NAME = r"[a-z0-9_]{8}"
 """What tempfile.mkstemp / mkdtemp put between prefix and suffix."""
 
 
-def hold(path: Path) -> int:
-    """An open descriptor of path holding an exclusive lock on it (close the descriptor to release it)."""
-    fd = os.open(path, os.O_RDONLY)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+def _still_linked(fd: int, path: Path) -> bool:
+    """True when path still names the file or folder open as fd."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def held_temp(target: Path, suffix: str, folder: bool = False) -> tuple[int, Path]:
+    """A new temp file (or folder) `.<target name>.XXXXXXXX<suffix>` beside target, locked by the returned descriptor.
+
+    Abandoned temps of the same target are removed first. Close the descriptor once the temp is renamed or removed.
+    """
+    remove_leftovers(target, suffix)
+    options = {"dir": target.parent, "prefix": f".{target.name}.", "suffix": suffix}
+    while True:
+        if folder:
+            path = Path(tempfile.mkdtemp(**options))
+            fd = os.open(path, os.O_RDONLY)
+        else:
+            fd, name = tempfile.mkstemp(**options)
+            path = Path(name)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _still_linked(fd, path):
+            return fd, path
+        os.close(fd)
 
 
 def remove_leftovers(target: Path, suffix: str) -> list[Path]:

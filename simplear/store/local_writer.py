@@ -5,14 +5,12 @@ Starting a writer removes the temps of the same target that dead writers left (s
 
 from __future__ import annotations
 
-import fcntl
 import os
-import tempfile
 from pathlib import Path
 
 from simplear.store.atomic_writer import AtomicWriter
 from simplear.store.errors import StoreError
-from simplear.store.leftovers import remove_leftovers
+from simplear.store.leftovers import held_temp
 from simplear.store.local_files import TEMP_SUFFIX
 
 
@@ -24,9 +22,7 @@ class LocalWriter(AtomicWriter):
         self._path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            remove_leftovers(path, TEMP_SUFFIX)
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd, temp = held_temp(path, TEMP_SUFFIX)
         except OSError as exc:
             super().close()
             raise StoreError(f"cannot write {uri}: {exc.strerror or exc}") from exc
