@@ -8,11 +8,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+PARENT_VARIABLE = "SIMPLEAR_PARENT_PID"
+WATCH_INTERVAL_S = 0.2
+SHUTDOWN_GRACE_S = 10.0
 
 
 def free_port() -> int:
@@ -22,8 +27,35 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def die_with_parent() -> None:
+    """In a child started by ChildServer: stop when the parent is gone, however it ended (SIGTERM, SIGKILL, crash).
+
+    A watchdog thread notices the parent's exit (this process is re-parented), sends this process SIGTERM for a
+    graceful shutdown and, if it is still alive after SHUTDOWN_GRACE_S, SIGKILLs its whole session. A no-op in a
+    process not started by ChildServer.
+    """
+    raw = os.environ.pop(PARENT_VARIABLE, None)
+    if raw is None:
+        return
+    parent = int(raw)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_INTERVAL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(SHUTDOWN_GRACE_S)
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="simplear-parent-watchdog", daemon=True).start()
+
+
 class ChildServer:
-    """`python -m simplear.cli <command> --host 127.0.0.1 <port flag> PORT ...` in its own session, logged to a file."""
+    """`python -m simplear.cli <command> --host 127.0.0.1 <port flag> PORT ...` in its own session, logged to a file.
+
+    The child stops by itself when this process ends, even by SIGKILL or an unhandled SIGTERM (die_with_parent).
+    """
 
     def __init__(self, command: list[str], port_flag: str, ready_path: str, python: str | Path = sys.executable,
                  env: dict[str, str] | None = None, startup_timeout_s: float = 300.0) -> None:
@@ -42,8 +74,9 @@ class ChildServer:
         """Start the child without waiting for it (launch several, then wait for each)."""
         command = [self.python, "-m", "simplear.cli", self.command[0], "--host", "127.0.0.1",
                    self.port_flag, str(self.port), *self.command[1:]]
+        env = {**(os.environ if self.env is None else self.env), PARENT_VARIABLE: str(os.getpid())}
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
         return self
 

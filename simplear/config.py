@@ -183,18 +183,24 @@ class StoreSettings(Strict):
     secret_key: SecretStr | None = None
     secure: bool = False
     region: str | None = None
+    retry_seconds: float = Field(
+        default=300.0, ge=0.0, description="how long transient S3 failures are retried, with backoff, before an error"
+    )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> StoreSettings:
-        """Settings from SIMPLEAR_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, SIMPLEAR_S3_SECURE."""
+        """Settings from SIMPLEAR_S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, SIMPLEAR_S3_SECURE and
+        SIMPLEAR_S3_RETRY_SECONDS; pydantic's ValidationError when one holds an invalid value."""
         env = os.environ if env is None else env
         secret = env.get("AWS_SECRET_ACCESS_KEY")
+        retry = env.get("SIMPLEAR_S3_RETRY_SECONDS", "").strip()
         return cls(
             endpoint=env.get("SIMPLEAR_S3_ENDPOINT") or None,
             access_key=env.get("AWS_ACCESS_KEY_ID") or None,
             secret_key=SecretStr(secret) if secret else None,
             secure=env.get("SIMPLEAR_S3_SECURE", "false").strip().lower() in ("1", "true", "yes"),
             region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or None,
+            **({"retry_seconds": retry} if retry else {}),
         )
 
 

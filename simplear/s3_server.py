@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -177,6 +178,27 @@ class EmbeddedS3:
                     self._remove_temp_data()
                     raise
                 attempt += 1
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash or an outage would; its data and ports are kept for restart()."""
+        process, self._process = self._process, None
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def restart(self) -> EmbeddedS3:
+        """Start the server again after kill(), on the same ports and data; return once its S3 port answers."""
+        if self._process is not None:
+            raise EmbeddedS3Error(f"the embedded S3 server is still running at {self.endpoint}")
+        self._remove_stale_sockets()
+        self._launch(find_weed(), self.data_dir / "s3.json")
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self._terminate()
+            raise
+        return self
 
     def stop(self) -> None:
         """Stop the server (its whole process group) and remove the data dir unless the caller supplied it."""

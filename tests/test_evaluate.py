@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from simplear.cli import main
 from simplear.config import SamplingConfig, get_preset
 from simplear.data.shapes import make_eval_prompts, render_metadata
 from simplear.eval.dpg_run import run_dpg
@@ -108,3 +109,30 @@ def test_bad_prompt_files_name_file_and_line(tmp_path: Path) -> None:
          "--random-init"], capture_output=True, text=True, timeout=300, env=dict(os.environ),
     )
     assert done.returncode != 0 and "bad.jsonl:2" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_rerun_with_other_settings_is_refused_naming_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], policies: dict[str, Path]
+) -> None:
+    """Same settings resume (nothing redone); other images per prompt, CFG scale or model exit 1 naming the setting."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS[:2]))
+    out = tmp_path / "out"
+    base = ["evaluate", "--prompts", str(prompts), "--out", str(out), "--resolution", "16", "--no-progress",
+            "--device", "cpu"]
+    assert main([*base, "--random-init", "--n", "1"]) == 0
+    kept = out / "00000" / "samples" / "0000.png"
+    before = kept.stat().st_mtime_ns
+    assert main([*base, "--random-init", "--n", "1"]) == 0
+    assert kept.stat().st_mtime_ns == before, "a resume with the same settings redoes nothing"
+    capsys.readouterr()
+    for change, named in (
+        (["--random-init", "--n", "2"], "images_per_prompt: 1 there, 2 now"),
+        (["--random-init", "--n", "1", "--cfg-scale", "3"], "cfg_scale: 6.0 there, 3.0 now"),
+        (["--model", str(policies["initial"]), "--n", "1"], "model: 'random-init:tiny' there"),
+    ):
+        assert main([*base, *change]) == 1
+        (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("simplear evaluate")]
+        assert error.startswith(f"simplear evaluate: error: {out} holds a simplear evaluate run with other settings")
+        assert named in error, error
+    assert kept.stat().st_mtime_ns == before and not (out / "00000" / "samples" / "0001.png").exists()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -193,16 +195,86 @@ def test_pending_write_is_invisible_until_close(store_root: tuple[Store, str]) -
     assert store.read(uri) == new
 
 
+CRASHING_WRITER = (
+    "import os, sys; from simplear.store import Store; "
+    "f = Store().open(sys.argv[1], 'wb'); f.write(b'x' * 100_000); f.flush(); os._exit(3)"
+)
+
+
 def test_crash_mid_write_leaves_no_file_at_the_final_path(tmp_path: Path) -> None:
     target = tmp_path / "out.bin"
-    crash = (
-        "import os, sys; from simplear.store import Store; "
-        "f = Store().open(sys.argv[1], 'wb'); f.write(b'x' * 100_000); f.flush(); os._exit(3)"
-    )
-    assert subprocess.run([sys.executable, "-c", crash, str(target)], timeout=60).returncode == 3
+    assert subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(target)], timeout=60).returncode == 3
     assert not target.exists()
     assert len(os.listdir(tmp_path)) == 1, "only the dead writer's hidden temp file remains"
     assert Store(StoreSettings()).list(str(tmp_path)) == [], "and it is not listed"
+
+
+def test_the_next_writer_removes_dead_writers_temp_files_only(tmp_path: Path) -> None:
+    """Temps of crashed writers of a target go when it is written again; a live writer's and other targets' stay."""
+
+    def crash(name: str) -> set[str]:
+        assert subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(tmp_path / name)], timeout=60).returncode == 3
+        return {p.name for p in tmp_path.iterdir()}
+
+    (first,) = crash("out.bin")
+    (second,) = crash("out.bin")
+    assert second != first, "the restarted writer removed its dead predecessor's temp"
+    (other,) = crash("other.bin") - {second}
+    assert other.startswith(".other.bin.") and other.endswith(".simplear-tmp")
+    store = Store(StoreSettings())
+    live = store.open(str(tmp_path / "out.bin"), "wb")
+    live.write(b"in progress")
+    (pending,) = {p.name for p in tmp_path.iterdir()} - {other}
+    assert pending != second
+    with store.open(str(tmp_path / "out.bin"), "wb") as again:
+        again.write(b"final")
+    assert {p.name for p in tmp_path.iterdir()} == {other, pending, "out.bin"}, "a live writer's temp is kept"
+    live.abort()
+    assert (tmp_path / "out.bin").read_bytes() == b"final"
+    assert {p.name for p in tmp_path.iterdir()} == {other, "out.bin"}
+
+
+def test_concurrent_writers_of_one_target_never_remove_each_others_temp(tmp_path: Path) -> None:
+    """Writers starting together (two ranks writing the same settings file): each commits, nothing is left over."""
+    store, target = Store(StoreSettings()), str(tmp_path / "settings.json")
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        barrier.wait()
+        for round_ in range(25):
+            try:
+                store.write(target, f"{worker} {round_}".encode())
+            except StoreError as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert os.listdir(tmp_path) == ["settings.json"]
+
+
+def test_a_download_removes_staging_folders_of_dead_downloads(
+    store_root: tuple[Store, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store, root = store_root
+    store.put_artifact(make_tree(tmp_path / "src", {"w.bin": b"weights" * 1000}), join(root, "model"))
+    crash = (
+        "import os, sys; import simplear.store.artifacts as artifacts; from simplear.store import Store\n"
+        "artifacts._download_checked = lambda *args: os._exit(3)\n"
+        "Store().get_artifact(sys.argv[1], sys.argv[2])"
+    )
+    env = {**os.environ, **(request.getfixturevalue("s3_server").env() if is_s3(root) else {})}
+    dead = subprocess.run([sys.executable, "-c", crash, join(root, "model"), str(tmp_path / "dl" / "model")],
+                          env=env, timeout=120)
+    assert dead.returncode == 3
+    (staging,) = os.listdir(tmp_path / "dl")
+    assert staging.startswith(".model.") and staging.endswith(".simplear-partial")
+    store.get_artifact(join(root, "model"), tmp_path / "dl" / "model")
+    assert os.listdir(tmp_path / "dl") == ["model"], "the dead download's staging folder is gone"
 
 
 def test_exception_inside_open_for_writing_leaves_nothing(
@@ -431,16 +503,62 @@ def test_missing_bucket_is_named(s3_server: EmbeddedS3) -> None:
     assert not s3_client(s3_server).bucket_exists("simplear-no-such-bucket"), "writing did not create the bucket"
 
 
-def test_unreachable_endpoint_fails_fast_with_one_clear_error() -> None:
+def test_unreachable_endpoint_ends_in_one_clear_error_after_the_retry_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     endpoint = f"127.0.0.1:{closed_port()}"
-    store = Store(StoreSettings(endpoint=endpoint, access_key="k", secret_key=SecretStr("s")))
+    settings = StoreSettings(endpoint=endpoint, access_key="k", secret_key=SecretStr("s"), retry_seconds=1.5)
     started = time.monotonic()
-    with pytest.raises(StoreError) as caught:
-        store.read("s3://bucket/key")
-    assert time.monotonic() - started < 10
-    assert str(caught.value) == (
-        f"cannot reach S3 endpoint {endpoint} for s3://bucket/key (after 4 attempts): connection refused"
+    with caplog.at_level(logging.WARNING, "simplear.store"), pytest.raises(StoreError) as caught:
+        Store(settings).read("s3://bucket/key")
+    assert 1.4 <= time.monotonic() - started < 10, "backoff 0.2 + 0.4 + 0.8 s, the next 1.6 s would pass 1.5 s"
+    assert re.fullmatch(
+        rf"cannot reach S3 endpoint {endpoint} for s3://bucket/key \(after 4 attempts in 1\.\d s\): connection refused",
+        str(caught.value),
+    ), str(caught.value)
+    retries = [record.getMessage() for record in caplog.records]
+    assert len(retries) == 3, "each retry is logged once"
+    assert all("connection refused" in line and "SIMPLEAR_S3_RETRY_SECONDS" in line for line in retries)
+    assert [re.search(r"retry (\d) in", line)[1] for line in retries] == ["1", "2", "3"]
+
+
+def test_retry_budget_comes_from_the_environment() -> None:
+    assert StoreSettings.from_env({}).retry_seconds == 300.0
+    assert StoreSettings.from_env({"SIMPLEAR_S3_RETRY_SECONDS": "2.5"}).retry_seconds == 2.5
+    with pytest.raises(ValueError, match="retry_seconds"):
+        StoreSettings.from_env({"SIMPLEAR_S3_RETRY_SECONDS": "-1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "simplear.cli", "shapes", "--out", "s3://bucket/x", "--n", "1"],
+        env={**os.environ, "SIMPLEAR_S3_RETRY_SECONDS": "soon"}, capture_output=True, text=True, timeout=120,
     )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "SIMPLEAR_S3_RETRY_SECONDS takes a number of seconds" in done.stderr
+
+
+def test_an_s3_outage_shorter_than_the_budget_is_survived(caplog: pytest.LogCaptureFixture) -> None:
+    """SeaweedFS killed and restarted 3 s later: a read made during the outage waits for it (default budget)."""
+    with EmbeddedS3() as server:
+        server.create_bucket("outage")
+        store = Store(server.settings(), backoff_s=0.1)
+        store.write("s3://outage/k", b"before the outage")
+        server.kill()
+        restarter = threading.Timer(3.0, server.restart)
+        started = time.monotonic()
+        restarter.start()
+        try:
+            with caplog.at_level(logging.WARNING, "simplear.store"):
+                assert store.read("s3://outage/k") == b"before the outage"
+        finally:
+            restarter.join()
+        assert time.monotonic() - started >= 3.0
+        assert store.settings.retry_seconds >= 120, "the default budget is a few minutes"
+        assert len(caplog.records) >= 3 and all("retry" in record.getMessage() for record in caplog.records)
+        store.write("s3://outage/after", b"and after it")
+        server.kill()
+        short = Store(server.settings().model_copy(update={"retry_seconds": 0.5}), backoff_s=0.1)
+        with pytest.raises(StoreError, match=r"cannot reach S3 endpoint .* \(after \d attempts in 0\.\d s\)"):
+            short.read("s3://outage/after")
+        server.restart()
 
 
 def test_transient_errors_are_retried(s3_store: tuple[Store, str], s3_server: EmbeddedS3) -> None:
@@ -453,14 +571,15 @@ def test_transient_errors_are_retried(s3_store: tuple[Store, str], s3_server: Em
         assert proxy.requests == 4
 
 
-def test_persistent_server_errors_give_up_after_bounded_attempts(
+def test_persistent_server_errors_give_up_after_the_retry_budget(
     s3_store: tuple[Store, str], s3_server: EmbeddedS3
 ) -> None:
     _, root = s3_store
     with FlakyProxy(s3_server.endpoint, failures=1000) as proxy:
         store = Store(s3_server.settings().model_copy(update={"endpoint": proxy.endpoint}))
         started = time.monotonic()
-        with pytest.raises(StoreError, match=r"after 4 attempts\): ServiceUnavailable"):
+        store = Store(store.settings.model_copy(update={"retry_seconds": 1.5}))
+        with pytest.raises(StoreError, match=r"after 4 attempts in 1\.\d s\): ServiceUnavailable"):
             store.read(join(root, "k"))
         assert proxy.requests == 4
         assert 1.4 <= time.monotonic() - started < 5, "backoff 0.2 + 0.4 + 0.8 s"
@@ -492,4 +611,4 @@ def test_embedded_s3_runs_beside_another_and_cleans_up(s3_server: EmbeddedS3) ->
         data_dir = second.data_dir
     assert not data_dir.exists(), "its temporary data dir is gone"
     with pytest.raises(StoreError, match="cannot reach"):
-        Store(store.settings, attempts=1).read("s3://second/k")
+        Store(store.settings.model_copy(update={"retry_seconds": 0})).read("s3://second/k")

@@ -24,11 +24,11 @@ from simplear.data.image_prep import ImageRejected, prepare_image, resample_for
 from simplear.data.shapes import make_dataset
 from simplear.data.shapes_render import render_cells
 from simplear.data.token_shards import decode_shard, shard_uri
-from simplear.data.tokenize import RunOptions, TokenizeError, run_tokenize
+from simplear.data.tokenize import RunOptions, run_tokenize
 from simplear.data.tokenize_files import errors_uri
 from simplear.data.tokenize_manifest import RanksNotFinished
 from simplear.s3_server import EmbeddedS3
-from simplear.store import ArtifactNotFound, Store, canonical, is_s3, join
+from simplear.store import ArtifactNotFound, SettingsChanged, Store, canonical, is_s3, join
 from simplear.vision.base import pil_to_tensor
 
 TINY = get_preset("tiny").vision
@@ -320,7 +320,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
     expected = write_layout(target, "data", MAIN_LAYOUT)
     output = str(tmp_path / "out")
     run_tokenize(_config(expected.meta, output, 4), QUIET, target.store)
-    with pytest.raises(TokenizeError, match=r"shard_size: 4 there, 5 now.*same settings or choose a new --output"):
+    with pytest.raises(SettingsChanged, match=r"shard_size: 4 there, 5 now.*same settings or choose a new --output"):
         run_tokenize(_config(expected.meta, output, 5), QUIET, target.store)
 
 

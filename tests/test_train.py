@@ -502,6 +502,23 @@ def test_killed_run_resumes_from_last_checkpoint(
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= RESUME_TOLERANCE
 
 
+def test_resume_with_other_settings_is_refused_naming_them(zero2_run: Run, tmp_path: Path) -> None:
+    """Rerunning into a finished run's output with another learning rate and seed exits 1 naming both, in one line."""
+    base = train_command(shape_config(tmp_path), zero2_run.data, zero2_run.output, tmp_path / "scratch", 2)
+    command = [sys.executable, *base[base.index("-m"):]]
+    command[command.index("--learning-rate") + 1] = "1e-3"
+    command[command.index("--seed") + 1] = "8"
+    done = subprocess.run(command, env={**os.environ, **zero2_run.env}, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("simplear train: error:")]
+    assert f"{zero2_run.output} holds a simplear train run with other settings" in line
+    assert "learning_rate: 0.003 there, 0.001 now, seed: 7 there, 8 now" in line
+    assert line.endswith("resume it with the same settings or choose a new --output")
+    assert metrics(zero2_run.store, zero2_run.output)[-1]["step"] == STEPS, "the finished run is untouched"
+
+
 def test_single_process_sft_starts_from_the_pretrained_model(zero2_run: Run, tmp_path: Path) -> None:
     """`simplear train --stage sft` without torchrun, from the pretrain run's final model, on long captions only."""
     output = str(tmp_path / "store" / "sft")

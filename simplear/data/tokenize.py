@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -25,7 +24,7 @@ from simplear.data.tokenize_manifest import (
     write_manifest,
 )
 from simplear.data.tokenize_shard import ShardEncoder
-from simplear.store import MANIFEST, ObjectNotFound, Store, canonical, join
+from simplear.store import MANIFEST, Store, canonical, claim_settings, join
 from simplear.vision import load_visual_tokenizer
 from simplear.vision.base import VisualTokenizer
 
@@ -94,26 +93,6 @@ def run_settings(config: TokenizeConfig, num_meta_records: int) -> dict:
         "codebook_size": vision.codebook_size,
         "seed": config.seed,
     }
-
-
-def _claim_settings(store: Store, root: str, settings: dict) -> bytes:
-    """The stored settings file of root, written now if absent; TokenizeError if it holds other settings."""
-    uri = join(root, SETTINGS_FILE)
-    try:
-        stored = store.read(uri)
-    except ObjectNotFound:
-        data = (json.dumps(settings, indent=2, sort_keys=True) + "\n").encode()
-        store.write(uri, data)
-        return data
-    previous = json.loads(stored)
-    changed = sorted(key for key in settings.keys() | previous.keys() if settings.get(key) != previous.get(key))
-    if changed:
-        details = ", ".join(f"{key}: {previous.get(key)!r} there, {settings.get(key)!r} now" for key in changed)
-        raise TokenizeError(
-            f"{root} holds a tokenize run with other settings ({details}); "
-            "resume it with the same settings or choose a new --output"
-        )
-    return stored
 
 
 def _load_tokenizer(vision: VisionConfig, device: str) -> VisualTokenizer:
@@ -210,7 +189,7 @@ def run_tokenize(
     if not records:
         raise TokenizeError(f"{config.meta} lists no records: nothing to tokenize")
     settings = run_settings(config, len(records))
-    settings_data = _claim_settings(store, root, settings)
+    settings_data = claim_settings(store, root, SETTINGS_FILE, settings, "tokenize", "--output")
     if store.artifact_exists(root):
         log.info("%s is already a complete token dataset; nothing to do", root)
         return TokenizeResult(rank, world_size, 0, 0, 0, 0, 0.0, store.read_manifest(root))

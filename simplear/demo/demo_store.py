@@ -9,7 +9,7 @@ from pathlib import Path
 
 from simplear.config import StoreSettings
 from simplear.s3_server import EmbeddedS3
-from simplear.store import is_s3
+from simplear.store import Store, is_s3
 
 DEMO_BUCKET = "simplear-demo"
 
@@ -31,12 +31,19 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 @contextmanager
 def demo_store(out: Path, store: str | None, embedded_s3: bool) -> Iterator[str]:
-    """The store root of the run: `store`, s3://simplear-demo on SeaweedFS started for the run, or <out>/store."""
+    """The store root of the run: `store`, s3://simplear-demo on SeaweedFS started for the run, or <out>/store.
+
+    A given S3 store is reached once first, so a wrong endpoint, credentials or bucket fail before the pipeline.
+    """
     if embedded_s3:
         with EmbeddedS3(data_dir=out / "s3") as server, _environment(server.env()):
             server.create_bucket(DEMO_BUCKET)
             yield f"s3://{DEMO_BUCKET}"
         return
-    if store and is_s3(store) and StoreSettings.from_env().endpoint is None:
-        raise ValueError(f"--store {store} needs SIMPLEAR_S3_ENDPOINT (and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+    if store and is_s3(store):
+        if StoreSettings.from_env().endpoint is None:
+            raise ValueError(
+                f"--store {store} needs SIMPLEAR_S3_ENDPOINT (and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+            )
+        Store().list(store, recursive=False)
     yield store or str(out / "store")

@@ -8,11 +8,14 @@ import os
 from dataclasses import asdict
 
 from simplear.cli_args import add_model_arguments, add_sampling_arguments, model_from_args, sampling_from_args
+from simplear.config import SamplingConfig, VisionConfig
 from simplear.eval.dpg_run import read_dpg_prompts, run_dpg
 from simplear.eval.geneval_layout import PromptFileError, read_geneval_prompts
 from simplear.eval.geneval_run import run_geneval
 from simplear.sampling.sampler import Sampler
-from simplear.store import Store, StoreError
+from simplear.store import Store, StoreError, canonical, claim_settings
+
+SETTINGS_FILE = "evaluate.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +31,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sampling_arguments(parser)
 
 
+def evaluate_settings(args: argparse.Namespace, sampling: SamplingConfig, vision: VisionConfig,
+                      num_prompts: int) -> dict:
+    """What an evaluation's images depend on; a rerun into the same --out must match them to resume."""
+    return {
+        "benchmark": args.benchmark,
+        "prompts": canonical(args.prompts),
+        "num_prompts": num_prompts,
+        "images_per_prompt": 4 if args.benchmark == "dpg" else args.n,
+        "model": f"random-init:{args.preset}" if args.random_init else canonical(args.model),
+        "vision": vision.kind,
+        "vision_checkpoint": vision.checkpoint and canonical(vision.checkpoint),
+        "resolution": vision.resolution,
+        **sampling.model_dump(mode="json"),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate this rank's part; rank 0 prints the shapes summary when asked to score."""
     sampling = sampling_from_args("evaluate", args)
@@ -41,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     except (PromptFileError, ValueError, StoreError) as err:
         raise SystemExit(f"simplear evaluate: {err}") from None
     model, tokenizer, vision = model_from_args("evaluate", args)
+    claim_settings(store, args.out, SETTINGS_FILE, evaluate_settings(args, sampling, vision, len(prompts)),
+                   "evaluate", "--out")
     sampler, grid = Sampler(model), vision.grid
     progress = not args.no_progress
     if args.benchmark == "dpg":

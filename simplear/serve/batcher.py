@@ -16,7 +16,7 @@ import contextlib
 import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,6 +94,8 @@ class Batcher:
         failures = [error for job in jobs if (error := job.future.exception()) is not None]
         if failures:
             raise failures[0]
+        for resolution, count in Counter(spec.resolution for spec in specs).items():
+            self.metrics.delivered(resolution, count)
         return [job.future.result() for job in jobs]
 
     def close(self) -> None:
@@ -185,10 +187,7 @@ class Batcher:
         self._last_batch_s = time.perf_counter() - start
         self.metrics.batch_size.observe(len(jobs))
         self.metrics.batch_seconds.observe(self._last_batch_s)
-        delivered = 0
         for job, result in zip(jobs, results, strict=True):
             if not job.future.done():
                 job.stage = Stage.DONE
                 job.future.set_result(result)
-                delivered += 1
-        self.metrics.delivered(resolution, delivered)

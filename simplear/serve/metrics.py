@@ -6,10 +6,10 @@ import asyncio
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
-from fastapi import FastAPI, Request, Response
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PREFIX = "simplear_serve"
 CLIENT_CLOSED = 499
@@ -19,6 +19,8 @@ ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$"), "v2_infer"),
     (re.compile(r"^/openai/v1/images/generations$"), "openai_images"),
 )
+_SERVED: ContextVar[list[tuple[int, int]] | None] = ContextVar("simplear_served_images", default=None)
+"""(resolution, images) a request generated, counted by MeasureRoutes once its answer has been sent."""
 
 
 class ServeMetrics:
@@ -49,6 +51,14 @@ class ServeMetrics:
         self.images_per_second.set_function(self._throughput)
 
     def delivered(self, resolution: int, count: int) -> None:
+        """Count images generated for a request: at once outside a request, else once its answer has been sent."""
+        pending = _SERVED.get()
+        if pending is None:
+            self.count_delivered(resolution, count)
+        else:
+            pending.append((resolution, count))
+
+    def count_delivered(self, resolution: int, count: int) -> None:
         """Count images handed to clients."""
         self.images.labels(resolution=str(resolution)).inc(count)
         self._delivered.append((time.monotonic(), count))
@@ -71,25 +81,45 @@ def route_of(path: str) -> str | None:
     return next((name for pattern, name in ROUTES if pattern.match(path)), None)
 
 
-def install_metrics_middleware(app: FastAPI, metrics: ServeMetrics) -> None:
-    """Count requests and errors and time the latency of the generation routes, whatever answers them."""
+class MeasureRoutes:
+    """ASGI middleware: count requests and errors, time the generation routes and count the images they served.
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        route = route_of(request.url.path)
+    Images a request generated are counted once its 200 answer has been sent whole: not when its client left
+    (499), its deadline passed (504) or the answer failed.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServeMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Measure one request to a generation route; pass any other through."""
+        route = route_of(scope["path"]) if scope["type"] == "http" else None
         if route is None:
-            return await call_next(request)
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
-        code = 500
+        code, answered, images = 500, False, []
+        token = _SERVED.set(images)
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal code, answered
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+            answered = answered or (message["type"] == "http.response.body" and not message.get("more_body", False))
+
         try:
-            response = await call_next(request)
-            code = response.status_code
-            return response
+            await self.app(scope, receive, tracked_send)
         except asyncio.CancelledError:
             code = CLIENT_CLOSED
             raise
         finally:
+            _SERVED.reset(token)
+            metrics = self.metrics
             metrics.latency.labels(route=route).observe(time.perf_counter() - start)
             metrics.requests.labels(route=route, code=str(code)).inc()
             if code >= 400:
                 metrics.errors.labels(route=route, code=str(code)).inc()
+            if answered and code == 200:
+                for resolution, count in images:
+                    metrics.count_delivered(resolution, count)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from kserve.errors import InvalidInput, ModelNotReady
 
-from simplear.serve.errors import DeadlineExceeded, QueueFull
+from simplear.serve.errors import DeadlineExceeded, QueueFull, log_client_error
 from simplear.serve.model import SimpleARPredictor
+from simplear.serve.request_body import json_body
 
 PATH = "/openai/v1/images/generations"
 
@@ -40,15 +40,13 @@ def openai_router(model: SimpleARPredictor) -> APIRouter:
         try:
             if model.config.codes_only:
                 raise InvalidInput("this server runs --codes-only: images come from the v1 and v2 routes as codes")
-            try:
-                payload = orjson.loads(await request.body())
-            except orjson.JSONDecodeError as err:
-                raise InvalidInput(f"body is not JSON: {err}") from None
+            payload = json_body(await request.body())
             if model.validator is None:
                 raise ModelNotReady(model.name)
             specs = model.validator.openai(payload, model.name)
             results = await model.generate(specs)
         except InvalidInput as err:
+            log_client_error(request.method, request.url.path, 400, str(err))
             return openai_error(400, str(err), "invalid_request_error")
         except ModelNotReady as err:
             return openai_error(503, str(err), "server_error")

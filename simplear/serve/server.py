@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+from fastapi import FastAPI
 from kserve import ModelServer
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
 from kserve.model import BaseKServeModel
@@ -13,9 +14,10 @@ from kserve.protocol.rest.server import RESTServer
 from simplear.serve.body_limit import BodyLimit
 from simplear.serve.disconnect import CancelOnDisconnect
 from simplear.serve.errors import install_error_handlers
-from simplear.serve.metrics import ServeMetrics, install_metrics_middleware
+from simplear.serve.metrics import MeasureRoutes, ServeMetrics
 from simplear.serve.model import SimpleARPredictor
 from simplear.serve.openai_route import openai_router
+from simplear.serve.request_body import CheckedDataPlane, PostOnly
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -24,17 +26,30 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=2048)
 
 
+class SimpleARRESTServer(RESTServer):
+    """KServe's REST server with the server's own error handlers registered after (so instead of) KServe's."""
+
+    def _add_exception_handlers(self, app: FastAPI) -> None:
+        """KServe's handlers, then ours: client errors answered and logged in one line (simplear.serve.errors)."""
+        super()._add_exception_handlers(app)
+        install_error_handlers(app)
+
+
 class HostModelServer(ModelServer):
-    """KServe's ModelServer, REST only, on the given addresses: KServe 0.21's RESTServer would bind 0.0.0.0."""
+    """KServe's ModelServer, REST only, on the given addresses: KServe 0.21's RESTServer would bind 0.0.0.0.
+
+    Its data plane reads request bodies as simplear.serve.request_body says (clear 400s for malformed ones).
+    """
 
     def __init__(self, hosts: tuple[str, ...], http_port: int) -> None:
         super().__init__(http_port=http_port, enable_grpc=False, workers=1)
         self.hosts = hosts
+        self.dataplane = CheckedDataPlane(model_registry=self.registered_models)
 
     def start(self, models: list[BaseKServeModel]) -> None:
         """Register the models, then run KServe's REST server on one socket per address until a signal stops it."""
         self._register_and_check_atleast_one_model_is_ready(models)
-        self._rest_server = RESTServer(
+        self._rest_server = SimpleARRESTServer(
             FASTAPI_APP_IMPORT_STRING,
             self.dataplane,
             self.model_repository_extension,
@@ -53,8 +68,8 @@ def serve(model: SimpleARPredictor, metrics: ServeMetrics, hosts: tuple[str, ...
           max_body_bytes: int) -> None:
     """Serve a loaded model on every host at http_port until a signal stops the server."""
     app.include_router(openai_router(model))
-    install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    install_metrics_middleware(app, metrics)
+    app.add_middleware(PostOnly)
+    app.add_middleware(MeasureRoutes, metrics=metrics)
     app.add_middleware(CancelOnDisconnect)
     HostModelServer(hosts, http_port).start([model])

@@ -1,9 +1,10 @@
 """One object store addressed by URI: local paths, file:// and s3:// (minio SDK), plus manifest-checked artifacts."""
 
-from simplear.store.errors import ArtifactNotFound, CorruptArtifact, ObjectNotFound, StoreError
+from simplear.store.errors import ArtifactNotFound, CorruptArtifact, ObjectNotFound, SettingsChanged, StoreError
 from simplear.store.local_files import PARTIAL_SUFFIX, TEMP_SUFFIX
 from simplear.store.local_writer import LocalWriter
 from simplear.store.manifest import ARTIFACT_FORMAT, MANIFEST, check_manifest, safe_relative_path
+from simplear.store.run_settings import claim_settings
 from simplear.store.s3_reader import S3Reader
 from simplear.store.s3_writer import S3Writer
 from simplear.store.sizes import COPY_CHUNK, DEFAULT_PART_SIZE, MIN_PART_SIZE, MiB
@@ -26,10 +27,12 @@ __all__ = [
     "S3Location",
     "S3Reader",
     "S3Writer",
+    "SettingsChanged",
     "Store",
     "StoreError",
     "canonical",
     "check_manifest",
+    "claim_settings",
     "is_s3",
     "join",
     "parse_s3",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from simplear.store.errors import ArtifactNotFound, CorruptArtifact, ObjectNotFound, StoreError
 from simplear.store.hashed_copy import copy_hashed, upload_hashed
+from simplear.store.leftovers import held_temp
 from simplear.store.local_files import PARTIAL_SUFFIX, list_local
 from simplear.store.manifest import ARTIFACT_FORMAT, MANIFEST, check_manifest
 from simplear.store.uri import join
@@ -38,13 +38,17 @@ def put_artifact(store: Store, local_dir: str | Path, uri: str) -> dict:
 
 
 def get_artifact(store: Store, uri: str, local_dir: str | Path) -> dict:
-    """Download a complete artifact into local_dir (absent or empty), verifying every size and sha256."""
+    """Download a complete artifact into local_dir (absent or empty), verifying every size and sha256.
+
+    Files arrive in a locked staging folder beside local_dir, renamed into place when all are checked; staging
+    folders that dead downloads left for the same local_dir are removed first.
+    """
     manifest = store.read_manifest(uri)
     target = Path(os.path.abspath(local_dir))
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise StoreError(f"cannot download artifact {uri} into {target}: it exists and is not an empty directory")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX))
+    lock, staging = held_temp(target, PARTIAL_SUFFIX, folder=True)
     try:
         for entry in manifest["files"]:
             _download_checked(store, uri, entry, staging)
@@ -54,6 +58,7 @@ def get_artifact(store: Store, uri: str, local_dir: str | Path) -> dict:
         raise StoreError(f"cannot download artifact {uri} into {target}: {exc.strerror or exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        os.close(lock)
     return manifest
 
 

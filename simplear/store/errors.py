@@ -15,3 +15,7 @@ class ArtifactNotFound(ObjectNotFound):
 
 class CorruptArtifact(StoreError):
     """An artifact's manifest is malformed or a downloaded file does not match its size or sha256."""
+
+
+class SettingsChanged(StoreError):
+    """A resumable run's output already holds a run with other settings; the message names each difference."""

@@ -1,13 +1,16 @@
-"""The local writer: a temp file beside the target, fsynced and renamed into place on close()."""
+"""The local writer: a locked temp file beside the target, fsynced and renamed into place on close().
+
+Starting a writer removes the temps of the same target that dead writers left (simplear.store.leftovers).
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from simplear.store.atomic_writer import AtomicWriter
 from simplear.store.errors import StoreError
+from simplear.store.leftovers import held_temp
 from simplear.store.local_files import TEMP_SUFFIX
 
 
@@ -19,7 +22,7 @@ class LocalWriter(AtomicWriter):
         self._path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+            fd, temp = held_temp(path, TEMP_SUFFIX)
         except OSError as exc:
             super().close()
             raise StoreError(f"cannot write {uri}: {exc.strerror or exc}") from exc
@@ -44,8 +47,8 @@ class LocalWriter(AtomicWriter):
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._file.close()
             os.replace(self._temp, self._path)
+            self._file.close()
         except OSError as exc:
             self.abort()
             raise StoreError(f"cannot write {self._uri}: {exc.strerror or exc}") from exc
@@ -55,6 +58,6 @@ class LocalWriter(AtomicWriter):
         """Drop everything written; the target is left as it was."""
         if self.closed:
             return
-        self._file.close()
         self._temp.unlink(missing_ok=True)
+        self._file.close()
         super().close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -23,15 +24,19 @@ S3_ENV_HINT = (
     "and, for TLS, SIMPLEAR_S3_SECURE=true"
 )
 
+MAX_BACKOFF_S = 10.0
+
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class S3Connection:
     """One lazily created minio client; every call through it is retried and its failures explained."""
 
-    def __init__(self, settings: StoreSettings, attempts: int, backoff_s: float, timeout: urllib3.Timeout) -> None:
+    def __init__(self, settings: StoreSettings, backoff_s: float, timeout: urllib3.Timeout) -> None:
         self.settings = settings
-        self._attempts, self._backoff_s, self._timeout = attempts, backoff_s, timeout
+        self._backoff_s, self._timeout = backoff_s, timeout
         self._minio: Minio | None = None
 
     def client(self, uri: str) -> Minio:
@@ -68,17 +73,24 @@ class S3Connection:
         return self._minio
 
     def retry(self, uri: str, call: Callable[[], T]) -> T:
-        """Run an S3 call, retrying transient failures with exponential backoff; other failures -> StoreError."""
+        """Run an S3 call; transient failures are retried with exponential backoff (capped at MAX_BACKOFF_S, one
+        warning per retry) for up to settings.retry_seconds, then, like any other failure, become a StoreError."""
+        started = time.monotonic()
+        budget = self.settings.retry_seconds
         attempt = 1
         while True:
             try:
                 return call()
             except (S3Error, ServerError, InvalidResponseError, HTTPError, ValueError) as exc:
-                if not is_transient(exc) or attempt == self._attempts:
-                    raise self.explain(exc, uri, attempt) from exc
-            time.sleep(self._backoff_s * 2 ** (attempt - 1))
+                delay = min(self._backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
+                elapsed = time.monotonic() - started
+                if not is_transient(exc) or elapsed + delay > budget:
+                    raise self.explain(exc, uri, attempt, elapsed) from exc
+                log.warning("%s; retry %d in %.1f s (S3 failures are retried for %g s, SIMPLEAR_S3_RETRY_SECONDS)",
+                            self.explain(exc, uri), attempt, delay, budget)
+            time.sleep(delay)
             attempt += 1
 
-    def explain(self, exc: Exception, uri: str, attempts: int = 1) -> StoreError:
+    def explain(self, exc: Exception, uri: str, attempts: int = 1, elapsed_s: float = 0.0) -> StoreError:
         """A StoreError that says what went wrong with uri at this connection's endpoint and what to check."""
-        return explain(exc, uri, self.settings.endpoint, attempts)
+        return explain(exc, uri, self.settings.endpoint, attempts, elapsed_s)

@@ -38,9 +38,9 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, HTTPError) and not isinstance(exc, SSLError)
 
 
-def explain(exc: Exception, uri: str, endpoint: str | None, attempts: int = 1) -> StoreError:
+def explain(exc: Exception, uri: str, endpoint: str | None, attempts: int = 1, elapsed_s: float = 0.0) -> StoreError:
     """A StoreError that says what went wrong with uri at the S3 endpoint and what to check."""
-    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+    tries = f" (after {attempts} attempts in {elapsed_s:.1f} s)" if attempts > 1 else ""
     if isinstance(exc, S3Error):
         bucket = exc.bucket_name or parse_s3(uri).bucket
         if exc.code == "NoSuchKey":

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 import urllib3
+from pydantic import ValidationError
 
 from simplear.config import StoreSettings
 from simplear.store import artifacts
-from simplear.store.errors import ObjectNotFound
+from simplear.store.errors import ObjectNotFound, StoreError
 from simplear.store.hashed_copy import upload_hashed
 from simplear.store.local_files import PARTIAL_SUFFIX, list_local, run_local
 from simplear.store.local_writer import LocalWriter
@@ -24,6 +25,16 @@ from simplear.store.sizes import COPY_CHUNK, DEFAULT_PART_SIZE, MIN_PART_SIZE
 from simplear.store.uri import canonical, is_s3, join, parse_s3, parse_s3_object, resolve_local
 
 
+def _settings_from_env() -> StoreSettings:
+    """The S3 settings of the environment; StoreError naming the variable that holds an invalid value."""
+    try:
+        return StoreSettings.from_env()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise StoreError(f"invalid S3 settings in the environment ({problems}); "
+                         "SIMPLEAR_S3_RETRY_SECONDS takes a number of seconds") from None
+
+
 class Store:
     """Reads and writes bytes, files and manifest-checked artifacts at local, file:// and s3:// URIs."""
 
@@ -32,19 +43,16 @@ class Store:
         settings: StoreSettings | None = None,
         *,
         part_size: int = DEFAULT_PART_SIZE,
-        attempts: int = 4,
         backoff_s: float = 0.2,
         connect_timeout_s: float = 3.0,
         read_timeout_s: float = 60.0,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size {part_size} is below S3's minimum multipart part size {MIN_PART_SIZE}")
-        if attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {attempts}")
-        self.settings = StoreSettings.from_env() if settings is None else settings
+        self.settings = _settings_from_env() if settings is None else settings
         self.part_size = part_size
         timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
-        self._s3 = S3Connection(self.settings, attempts, backoff_s, timeout)
+        self._s3 = S3Connection(self.settings, backoff_s, timeout)
 
     # ---- bytes and streams
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from simplear.config import GRPOTrainConfig, TrainConfig
-from simplear.store import Store, canonical, join
+from simplear.store import Store, canonical, claim_settings, join
 from simplear.train import distributed
 from simplear.train.checkpoints import fetch_checkpoint, latest_checkpoint
 from simplear.train.metrics_callback import MetricsSink
@@ -23,6 +23,13 @@ RunConfig = TrainConfig | GRPOTrainConfig
 FINAL_DIR = "final"
 METRICS_LOG = "logs/train.jsonl"
 TENSORBOARD_DIR = "tensorboard"
+SETTINGS_FILE = "train.json"
+MAY_CHANGE_ON_RESUME = frozenset({
+    "output", "max_steps", "max_minutes", "save_steps", "logging_steps", "tensorboard", "scratch",
+    "dataloader_workers", "gradient_checkpointing", "rollout", "rollout_url", "rollout_batch_size",
+})
+"""Fields a resumed run may change: how long and where it runs, how often it reports, not what it learns."""
+URI_FIELDS = ("data", "init_from", "prompts")
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,25 @@ def rank_workdir(config: RunConfig) -> Path:
     return workdir
 
 
+def train_settings(config: RunConfig) -> dict:
+    """What a run's checkpoints depend on (nested blocks flattened to `block.field`); a resume must match them."""
+    settings: dict = {}
+    for name, value in config.model_dump(mode="json", exclude=set(MAY_CHANGE_ON_RESUME)).items():
+        if name in URI_FIELDS and value:
+            value = canonical(value)
+        if isinstance(value, dict):
+            settings.update({f"{name}.{field}": inner for field, inner in value.items()})
+        else:
+            settings[name] = value
+    return settings
+
+
 def find_resume_point(store: Store, config: RunConfig, local_dir: Path) -> ResumePoint | None:
-    """Rank 0 picks the newest complete checkpoint; every rank downloads it. None on a fresh run."""
+    """Check the run's settings, then rank 0 picks the newest complete checkpoint; every rank downloads it.
+
+    None on a fresh run; SettingsChanged when the output holds a run of other settings.
+    """
+    claim_settings(store, config.output, SETTINGS_FILE, train_settings(config), "train", "--output")
     found = latest_checkpoint(store, config.output) if distributed.rank() == 0 else None
     latest = distributed.broadcast_from_rank0(found)
     if latest is None:
