@@ -173,6 +173,17 @@ class SamplingConfig(Strict):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int = Field(default=0, ge=0, lt=2**63)
     negative_prompt: str | None = Field(default=None, description="None uses the fixed negative prompt")
+    repetition_penalty: float | None = Field(
+        default=None, gt=0.0, le=100.0,
+        description="on the codes already drawn, before CFG; None: the checkpoint's generation_config.json (else 1)",
+    )
+
+
+class RolloutSampling(SamplingConfig):
+    """GRPO rollout sampling: without CFG unless asked for and without repetition penalty, as upstream's rollouts."""
+
+    cfg_scale: float = Field(default=1.0, ge=0.0, le=100.0)
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=100.0)
 
 
 class StoreSettings(Strict):
