@@ -381,10 +381,15 @@ class RewardSpec(Strict):
 
 
 class GRPOTrainConfig(Strict):
-    """GRPO from an SFT model: CFG rollouts in groups, group-normalised advantages, clipped ratio, optional KL.
+    """GRPO from an SFT model: rollouts in groups, group-normalised advantages, clipped ratio, KL to the SFT model.
 
-    Defaults are the original SimpleAR's: lr 1e-6, cosine to 0.1 of it after a 10% warmup, 4 generations per
-    prompt, temperature 1.0; the KL coefficient `beta` is 0 (no reference model) unless set.
+    The loss is on the policy that sampled the rollouts (`policy`): `plain` samples without CFG and scores codes with
+    the model's own distribution; `guided` samples with CFG and scores them with the guided distribution.
+    Upstream's values (wdrink/SimpleAR simpar/configs/config_grpo_clip.yaml over trl 69ad852e's GRPOConfig, which its
+    RL scripts pin): policy `plain` (trl's vLLM rollouts carry no CFG), prompt prefix "A photo of "
+    (simpar/train/t2i_data.py), lr 1e-6, cosine to 0.1 of it after a 10% warmup, 4 generations per prompt,
+    temperature 1.0, epsilon 0.2, one iteration, KL beta 0.04 (trl's default, not overridden there) as plain k3.
+    Ours: `batch_size` 16 images per device (upstream 4 prompts x 4), rewards (upstream: CLIP).
     """
 
     stage: Literal["grpo"] = "grpo"
@@ -396,12 +401,19 @@ class GRPOTrainConfig(Strict):
     init_from: str = Field(description="the SFT model to start from: directory or store URI")
     preset: str = Field(default="tiny", description="visual tokenizer of a model without vision.json")
     vision_checkpoint: str | None = Field(default=None, description="Cosmos tokenizer; None = the model's")
+    resolution: int | None = Field(default=None, gt=0, description="rollout pixels per side; None = the tokenizer's")
     rewards: tuple[RewardSpec, ...] = (RewardSpec(name="geneval_shapes"),)
     rollout: Literal["in_process", "http"] = "in_process"
     rollout_url: str | None = Field(default=None, description="base URL of the rollout server (rollout http)")
     rollout_batch_size: int = Field(default=64, gt=0, description="images the in-process sampler decodes at once")
-    sampling: SamplingConfig = Field(
-        default=SamplingConfig(), description="rollout sampling; its seed is the base of every rollout's seed"
+    policy: Literal["plain", "guided"] = Field(
+        default="plain",
+        description="plain: rollouts with CFG 1, the model's log-probabilities (upstream); guided: CFG rollouts, the "
+                    "guided distribution's log-probabilities (both rows carry gradient)",
+    )
+    prompt_prefix: str = Field(default="A photo of ", description="put before every caption (upstream's)")
+    sampling: RolloutSampling = Field(
+        default=RolloutSampling(), description="rollout sampling; its seed is the base of every rollout's seed"
     )
     num_generations: int = Field(default=4, ge=2, description="images per prompt: one group")
     batch_size: int = Field(default=16, gt=0, description="images per device per micro-step")
@@ -416,7 +428,10 @@ class GRPOTrainConfig(Strict):
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)
     max_grad_norm: float = Field(default=1.0, gt=0)
-    beta: float = Field(default=0.0, ge=0, description="KL coefficient to the initial model; 0 loads no reference")
+    beta: float = Field(default=0.04, ge=0, description="KL coefficient to the initial model; 0 loads no reference")
+    kl_ratio_weighted: bool = Field(
+        default=False, description="k3 KL weighted by the policy ratio (trl 1.16's default); False: plain k3 (upstream)"
+    )
     epsilon: float = Field(default=0.2, gt=0, description="the ratio is clipped to [1 - epsilon, 1 + epsilon_high]")
     epsilon_high: float | None = Field(default=None, gt=0, description="None = epsilon")
     loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "grpo"
@@ -435,6 +450,14 @@ class GRPOTrainConfig(Strict):
             raise ValueError("rollout 'http' needs rollout_url: the rollout server's base URL")
         if self.sampling.temperature == 0:
             raise ValueError("GRPO samples its groups: sampling.temperature must be above 0")
+        if self.policy == "plain" and self.sampling.cfg_scale != 1.0:
+            raise ValueError(f"policy 'plain' samples without CFG (cfg_scale 1, as upstream), not "
+                             f"{self.sampling.cfg_scale:g}; choose policy 'guided' to train on CFG rollouts")
+        if self.policy == "guided" and self.sampling.cfg_scale == 1.0:
+            raise ValueError("policy 'guided' trains on CFG rollouts: set sampling.cfg_scale other than 1")
+        if self.sampling.repetition_penalty != 1.0:
+            raise ValueError("GRPO's loss scores the sampled distribution without a repetition penalty (upstream's "
+                             "rollouts apply none): leave sampling.repetition_penalty at 1")
         if (self.batch_size * self.grad_accum) % self.num_generations:
             raise ValueError(
                 f"batch_size x grad_accum ({self.batch_size} x {self.grad_accum}) must hold whole groups of "
