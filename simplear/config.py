@@ -277,7 +277,13 @@ class TokenizeConfig(Strict):
 
 
 class TrainConfig(Strict):
-    """Pretrain or SFT on token shards: data, initial model, optimisation, checkpoints and logging."""
+    """Pretrain or SFT on token shards: data, initial model, optimisation, checkpoints and logging.
+
+    Optimisation defaults are upstream's (wdrink/SimpleAR docs/TRAIN.md, the pretrain and SFT command): AdamW at a
+    constant LR of 1e-4 without warmup, weight decay 0.01, and the loss on every token, prompt text included
+    (simpar/train/preprocess.py `preprocess_t2i`: labels are a copy of input_ids; padding is ignored).
+    The shapes recipe sets its own, explicitly (ShapesRecipe.train_*).
+    """
 
     stage: Literal["pretrain", "sft"]
     data: str = Field(description="token dataset root (complete: has manifest.json), local path or store URI")
@@ -292,9 +298,12 @@ class TrainConfig(Strict):
     batch_size: int = Field(default=8, gt=0, description="sequences per device per micro-step")
     grad_accum: int = Field(default=1, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
-    lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "cosine"
+    lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
     warmup_steps: int = Field(default=0, ge=0)
-    weight_decay: float = Field(default=0.0, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    loss_on: Literal["all", "codes"] = Field(
+        default="all", description="all: every token after the first, prompt text included (upstream's); codes: codes"
+    )
     max_grad_norm: float = Field(default=1.0, gt=0)
     p_drop_cond: float = Field(default=0.1, ge=0, le=1, description="share of prompts dropped to <|t2i|><|soi|>")
     sample_short: bool = Field(default=True, description="pick the short or long caption at random; False = long")
