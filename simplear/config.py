@@ -525,12 +525,31 @@ class ShapesRecipe(Strict):
     pretrain_learning_rate: float = Field(default=1e-3, gt=0)
     sft_steps: int = Field(default=250, gt=0)
     sft_learning_rate: float = Field(default=3e-4, gt=0)
+    train_lr_schedule: str = Field(
+        default="cosine", pattern="^(constant|constant_with_warmup|linear|cosine)$",
+        description="pretrain / SFT schedule after a warmup of 5% of the steps (upstream: constant, no warmup)",
+    )
+    train_weight_decay: float = Field(default=0.0, ge=0, description="pretrain / SFT weight decay (upstream: 0.01)")
+    train_loss_on: str = Field(
+        default="codes", pattern="^(all|codes)$", description="pretrain / SFT loss on codes only (upstream: all)"
+    )
     grpo_steps: int = Field(default=64, gt=0)
     grpo_batch_size: int = Field(default=32, gt=0, description="rollout images per rank per step")
     grpo_num_generations: int = Field(default=8, ge=2)
     grpo_num_iterations: int = Field(default=2, gt=0)
     grpo_learning_rate: float = Field(default=2e-4, gt=0)
     grpo_max_minutes: float = Field(default=4.0, ge=0, description="GRPO time limit; 0 = none")
+    grpo_policy: str = Field(
+        default="guided", pattern="^(plain|guided)$",
+        description="guided: rollouts and loss with the evaluation's CFG and negative prompt (upstream: plain)",
+    )
+    grpo_prompt_prefix: str = Field(
+        default="A highly realistic image of ", description="GRPO prefix: the evaluation's (upstream: 'A photo of ')"
+    )
+    grpo_beta: float = Field(default=0.0, ge=0, description="GRPO KL coefficient (upstream: 0.04)")
+    eval_protocol: str = Field(
+        default="fixed", pattern="^(fixed|simplear)$", description="fixed: fixed prefix, cfg_scale, negative_prompt"
+    )
     eval_images_per_prompt: int = Field(default=4, gt=0)
     cfg_scale: float = Field(default=5.0, ge=0)
     negative_prompt: str = Field(default="", description="'' = the CFG-dropped prompt as the unconditional row")
