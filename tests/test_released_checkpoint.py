@@ -147,10 +147,15 @@ def test_generate_refuses_the_preset_codebook_then_generates(
 
 
 def test_serve_refuses_the_preset_codebook_then_serves(released: Path, cosmos: Path) -> None:
-    """`simplear serve` stops at load time without the Cosmos preset; with it, v1 answers with the penalised codes."""
-    with pytest.raises(SystemExit) as refused:
-        main(["serve", "--model-dir", str(released)])
-    assert all(flag in str(refused.value) for flag in REFUSAL)
+    """The server's load() refuses it without the Cosmos preset; with it, v1 answers with the penalised codes.
+
+    `simplear serve` exits with load()'s message; it is called here directly so as not to register its
+    metrics in the process-wide Prometheus registry.
+    """
+    refused = SimpleARPredictor(ServeConfig(model_dir=str(released), device="cpu"), ServeMetrics(CollectorRegistry()))
+    with pytest.raises(ValueError, match="writes 64000 visual codes") as error:
+        refused.load()
+    assert all(flag in str(error.value) for flag in REFUSAL) and refused.generator is None
     limits = ServeLimits(resolutions=(64,), max_prompt_tokens=64)
     served = {}
     for codes_only in (False, True):
