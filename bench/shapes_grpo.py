@@ -1,11 +1,13 @@
-"""Proof that GRPO learns: held-out shapes score of an SFT model before and after a time-boxed GRPO run.
+"""Proof that GRPO learns, per policy: held-out shapes score of an SFT model before and after a GRPO run.
 
 Evaluates `--init-from` on the held-out prompts exactly as `simplear evaluate --score-shapes` does in
 bench/shapes_sft.py (same prompts, 4 images per prompt, seeds 1000 + 4 i + j, CFG 5 against the CFG-dropped prompt),
-trains GRPO with the `geneval_shapes` reward for at most `--minutes` through the chosen rollout engine, sampling
-its rollouts the same way, evaluates the final model again, and writes
-`{"minutes", "engine", "before", "after", "reward_curve", ...}` into `--out` (one object per engine; a list when
-both have run).
+trains GRPO with the `geneval_shapes` reward for `--max-steps` steps (at most `--minutes`) through the chosen rollout
+engine, evaluates the final model again, and writes `{"minutes", "engine", "policy", "before", "after", "gain",
+"reward_curve", ...}` into `--out`, one object per (engine, policy), a list when several have run.
+`--policy plain` samples rollouts without CFG and trains the model's own distribution (upstream's GRPO); `guided`
+samples them as the evaluation does (CFG 5 against the CFG-dropped prompt) and trains the guided distribution.
+Both use the evaluation's prompt prefix and no KL, and the same steps and seeds. `--policy both` runs the two.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import json
 import time
 from pathlib import Path
 
-from simplear.config import GRPOTrainConfig, RewardSpec, SamplingConfig, get_preset
+from simplear.config import GRPOTrainConfig, RewardSpec, RolloutSampling, SamplingConfig, get_preset
 from simplear.data.shapes import BenchmarkSummary
 from simplear.eval.geneval_layout import read_geneval_prompts
 from simplear.eval.geneval_run import run_geneval
+from simplear.model.prompt import GENERATION_PREFIX
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.sampler import Sampler
 from simplear.store import Store
@@ -40,12 +43,14 @@ def evaluate(model_dir: str, prompts_uri: str, out: str, sampling: SamplingConfi
     return {**summary.per_tag, "overall": summary.overall}
 
 
-def grpo_config(args: argparse.Namespace, work: Path) -> GRPOTrainConfig:
-    """The GRPO run: shapes prompts (short captions), the exact shapes reward, rollouts as the evaluation samples."""
+def grpo_config(args: argparse.Namespace, work: Path, policy: str) -> GRPOTrainConfig:
+    """The GRPO run: shapes prompts (short captions), the exact shapes reward, rollouts of the given policy."""
+    guidance = {"cfg_scale": 1.0} if policy == "plain" else {}
     return GRPOTrainConfig(
         prompts=args.prompts, caption=args.caption, output=str(work / "grpo"), init_from=args.init_from,
         preset=args.preset, rewards=(RewardSpec(name="geneval_shapes"),), rollout=args.engine,
-        rollout_url=args.rollout_url, sampling=sampling_config(args),
+        rollout_url=args.rollout_url, policy=policy, prompt_prefix=GENERATION_PREFIX,
+        sampling=RolloutSampling(**{**sampling_config(args).model_dump(exclude={"repetition_penalty"}), **guidance}),
         num_generations=args.num_generations, batch_size=args.batch_size, num_iterations=args.num_iterations,
         max_steps=args.max_steps, max_minutes=args.minutes, learning_rate=args.learning_rate,
         warmup_ratio=args.warmup_ratio, beta=args.beta, save_steps=args.save_steps, tensorboard=False,
@@ -59,16 +64,40 @@ def sampling_config(args: argparse.Namespace) -> SamplingConfig:
 
 
 def write_result(path: Path, result: dict) -> None:
-    """Put this engine's result into the file: replacing an earlier one of the same engine, kept as a list if two."""
+    """Put this result into the file, replacing an earlier one of the same engine and policy; a list if several.
+
+    Entries without a policy, from before the loss scored the sampled policy, are dropped: they trained neither.
+    """
     earlier = json.loads(path.read_text()) if path.exists() else []
-    entries = [e for e in (earlier if isinstance(earlier, list) else [earlier]) if e["engine"] != result["engine"]]
+    key = (result["engine"], result["policy"])
+    entries = [e for e in (earlier if isinstance(earlier, list) else [earlier])
+               if (e["engine"], e.get("policy")) != key and "policy" in e]
     entries.append(result)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entries[0] if len(entries) == 1 else entries, indent=2) + "\n")
 
 
+def run_policy(args: argparse.Namespace, policy: str, before: dict) -> dict:
+    """Train one policy from the SFT model, evaluate the result, add it to the JSON."""
+    work = args.work / policy
+    started = time.monotonic()
+    result = train_grpo(grpo_config(args, work, policy), Store())
+    minutes = (time.monotonic() - started) / 60
+    after = evaluate(result.final, args.eval_prompts, str(work / "after"), sampling_config(args), args.preset)
+    entry = {
+        "minutes": round(minutes, 2), "engine": args.engine, "policy": policy, "before": before, "after": after,
+        "gain": after["overall"] - before["overall"], "reward_curve": result.reward_curve, "steps": result.steps,
+        "init_from": args.init_from,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("work", "out", "init_from", "policy")},
+    }
+    print(json.dumps({"policy": policy, "minutes": entry["minutes"], "steps": result.steps, "after": after,
+                      "gain": entry["gain"]}), flush=True)
+    write_result(args.out, entry)
+    return entry
+
+
 def main() -> None:
-    """Evaluate, train, evaluate, write the JSON."""
+    """Evaluate, then train and evaluate each policy, writing the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--init-from", required=True, help="the shapes SFT model (directory or store URI)")
     parser.add_argument("--prompts", required=True, help="training prompts: the shapes meta.jsonl")
@@ -77,7 +106,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/shapes_grpo.json"))
     parser.add_argument("--engine", choices=("in_process", "http"), default="in_process")
     parser.add_argument("--rollout-url", help="rollout server for --engine http")
-    parser.add_argument("--minutes", type=float, default=10.0, help="GRPO training time limit")
+    parser.add_argument("--policy", choices=("plain", "guided", "both"), default="both")
+    parser.add_argument("--minutes", type=float, default=60.0, help="GRPO time limit (a safety net: same steps)")
     parser.add_argument("--preset", default="tiny", help="visual tokenizer of a model without vision.json")
     parser.add_argument("--caption", choices=("short", "long", "mixed"), default="short")
     parser.add_argument("--cfg-scale", type=float, default=5.0, help="rollouts and evaluation (as shapes_sft.py)")
@@ -93,20 +123,14 @@ def main() -> None:
     parser.add_argument("--save-steps", type=int, default=25)
     args = parser.parse_args()
 
-    eval_sampling = sampling_config(args)
-    before = evaluate(args.init_from, args.eval_prompts, str(args.work / "before"), eval_sampling, args.preset)
+    before = evaluate(args.init_from, args.eval_prompts, str(args.work / "before"), sampling_config(args), args.preset)
     print(json.dumps({"before": before}), flush=True)
-    started = time.monotonic()
-    result = train_grpo(grpo_config(args, args.work), Store())
-    minutes = (time.monotonic() - started) / 60
-    after = evaluate(result.final, args.eval_prompts, str(args.work / "after"), eval_sampling, args.preset)
-    entry = {
-        "minutes": round(minutes, 2), "engine": args.engine, "before": before, "after": after,
-        "reward_curve": result.reward_curve, "steps": result.steps, "init_from": args.init_from,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("work", "out", "init_from")},
-    }
-    print(json.dumps({"minutes": entry["minutes"], "steps": result.steps, "after": after}), flush=True)
-    write_result(args.out, entry)
+    runs = {policy: run_policy(args, policy, before)
+            for policy in (("plain", "guided") if args.policy == "both" else (args.policy,))}
+    if len(runs) == 2:
+        plain, guided = runs["plain"], runs["guided"]
+        print(json.dumps({"guided_minus_plain_gain": guided["gain"] - plain["gain"],
+                          "guided_over_plain_minutes": guided["minutes"] / plain["minutes"]}), flush=True)
 
 
 if __name__ == "__main__":

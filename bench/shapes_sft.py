@@ -15,7 +15,13 @@ import sys
 import time
 from pathlib import Path
 
+from simplear.config import SHAPES_RECIPES
+
 SAMPLING = ["--cfg-scale", "5", "--negative-prompt", "", "--seed", "1000"]
+RECIPE = SHAPES_RECIPES["full"]
+OPTIMISATION = ["--lr-schedule", RECIPE.train_lr_schedule, "--weight-decay", str(RECIPE.train_weight_decay),
+                "--loss-on", RECIPE.train_loss_on]
+"""The shapes recipe's schedule, weight decay and loss positions, as the lifecycle pipeline passes them."""
 
 
 def simplear(*args: str, ranks: int = 1) -> str:
@@ -41,7 +47,7 @@ def train(stage: str, data: Path, out: Path, steps: int, lr: float, init: list[s
     start = time.perf_counter()
     simplear("train", "--stage", stage, "--data", str(data), "--output", str(out), "--max-steps", str(steps),
              "--batch-size", "16", "--learning-rate", str(lr), "--warmup-steps", str(max(1, steps // 20)),
-             "--save-steps", str(steps), "--logging-steps", "25", "--no-tensorboard", *init, ranks=2)
+             "--save-steps", str(steps), "--logging-steps", "25", "--no-tensorboard", *OPTIMISATION, *init, ranks=2)
     return time.perf_counter() - start
 
 

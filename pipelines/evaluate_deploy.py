@@ -30,6 +30,7 @@ def evaluate_deploy(
     run_tag: str = "",
     runs_dir: str = "",
     procs_per_node: int = 0,
+    eval_protocol: str = RECIPE.eval_protocol,
     eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
     cfg_scale: float = RECIPE.cfg_scale,
     negative_prompt: str = RECIPE.negative_prompt,
@@ -49,7 +50,8 @@ def evaluate_deploy(
     model = place(existing_model(backend=backend, uri=model_uri), display_name="Checkpoint").outputs["model"]
     held_out = place(existing_dataset(backend=backend, uri=eval_data_uri, required_file="evaluation_metadata.jsonl"),
                      display_name="Held-out prompts").outputs["data"]
-    evaluation = pipeline_run.evaluation(procs_per_node, eval_images_per_prompt, cfg_scale, negative_prompt, seed)
+    evaluation = pipeline_run.evaluation(procs_per_node, eval_protocol, eval_images_per_prompt, cfg_scale,
+                                         negative_prompt, seed)
     scored = place(evaluate(**evaluation, stage=model_label, model=model, prompts=held_out), display_name="Evaluate")
     served = place(deploy(**run, model_name=model_name, inference_service=inference_service, seed=seed,
                           cfg_scale=cfg_scale, negative_prompt=negative_prompt, model=model, prompts=held_out),

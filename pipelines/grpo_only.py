@@ -37,8 +37,12 @@ def grpo_only(
     grpo_num_iterations: int = RECIPE.grpo_num_iterations,
     grpo_learning_rate: float = RECIPE.grpo_learning_rate,
     grpo_max_minutes: float = RECIPE.grpo_max_minutes,
+    grpo_policy: str = RECIPE.grpo_policy,
+    grpo_prompt_prefix: str = RECIPE.grpo_prompt_prefix,
+    grpo_beta: float = RECIPE.grpo_beta,
     rollout: str = "server",
     rollout_engine: str = "vllm",
+    eval_protocol: str = RECIPE.eval_protocol,
     eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
     cfg_scale: float = RECIPE.cfg_scale,
     negative_prompt: str = RECIPE.negative_prompt,
@@ -53,7 +57,8 @@ def grpo_only(
     cluster = ClusterParameters(base_image, release, cpu_node_selector, cpu_tolerations)
     pipeline_run = start_run(backend, store_root, run_tag, runs_dir, stage_timeout_minutes, cluster)
     place, run = pipeline_run.place, pipeline_run.run
-    evaluation = pipeline_run.evaluation(procs_per_node, eval_images_per_prompt, cfg_scale, negative_prompt, seed)
+    evaluation = pipeline_run.evaluation(procs_per_node, eval_protocol, eval_images_per_prompt, cfg_scale,
+                                         negative_prompt, seed)
     init = place(existing_model(backend=backend, uri=init_model_uri), display_name="SFT checkpoint")
     prompts = place(existing_dataset(backend=backend, uri=prompts_data_uri, required_file="meta.jsonl"),
                     display_name="GRPO prompts")
@@ -64,8 +69,10 @@ def grpo_only(
     aligned = place(grpo(**run, procs_per_node=procs_per_node, cfg_scale=cfg_scale, seed=seed, preset=preset,
                          steps=grpo_steps, batch_size=grpo_batch_size, num_generations=grpo_num_generations,
                          num_iterations=grpo_num_iterations, learning_rate=grpo_learning_rate,
-                         max_minutes=grpo_max_minutes, rollout=rollout, rollout_engine=rollout_engine,
-                         prompts=prompts.outputs["data"], init=init.outputs["model"]), display_name="GRPO")
+                         max_minutes=grpo_max_minutes, policy=grpo_policy, prompt_prefix=grpo_prompt_prefix,
+                         beta=grpo_beta, negative_prompt=negative_prompt, rollout=rollout,
+                         rollout_engine=rollout_engine, prompts=prompts.outputs["data"],
+                         init=init.outputs["model"]), display_name="GRPO")
     after = place(evaluate(**evaluation, stage="grpo", model=aligned.outputs["model"], prompts=held_out),
                   display_name="Evaluate: GRPO")
     return pipeline_run.report(before, after)

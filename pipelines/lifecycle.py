@@ -40,14 +40,21 @@ def lifecycle(
     pretrain_learning_rate: float = RECIPE.pretrain_learning_rate,
     sft_steps: int = RECIPE.sft_steps,
     sft_learning_rate: float = RECIPE.sft_learning_rate,
+    train_lr_schedule: str = RECIPE.train_lr_schedule,
+    train_weight_decay: float = RECIPE.train_weight_decay,
+    train_loss_on: str = RECIPE.train_loss_on,
     grpo_steps: int = RECIPE.grpo_steps,
     grpo_batch_size: int = RECIPE.grpo_batch_size,
     grpo_num_generations: int = RECIPE.grpo_num_generations,
     grpo_num_iterations: int = RECIPE.grpo_num_iterations,
     grpo_learning_rate: float = RECIPE.grpo_learning_rate,
     grpo_max_minutes: float = RECIPE.grpo_max_minutes,
+    grpo_policy: str = RECIPE.grpo_policy,
+    grpo_prompt_prefix: str = RECIPE.grpo_prompt_prefix,
+    grpo_beta: float = RECIPE.grpo_beta,
     rollout: str = "in_process",
     rollout_engine: str = "vllm",
+    eval_protocol: str = RECIPE.eval_protocol,
     eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
     cfg_scale: float = RECIPE.cfg_scale,
     negative_prompt: str = RECIPE.negative_prompt,
@@ -65,8 +72,10 @@ def lifecycle(
     pipeline_run = start_run(backend, store_root, run_tag, runs_dir, stage_timeout_minutes, cluster)
     place, run = pipeline_run.place, pipeline_run.run
     ranks = {"procs_per_node": procs_per_node}
+    optimisation = {"lr_schedule": train_lr_schedule, "weight_decay": train_weight_decay, "loss_on": train_loss_on}
     sampling = {"cfg_scale": cfg_scale, "seed": seed}
-    evaluation = pipeline_run.evaluation(procs_per_node, eval_images_per_prompt, cfg_scale, negative_prompt, seed)
+    evaluation = pipeline_run.evaluation(procs_per_node, eval_protocol, eval_images_per_prompt, cfg_scale,
+                                         negative_prompt, seed)
 
     data = {**run, "data_root": pipeline_run.data_root}
     pretrain_data = place(shapes_data(**data, name="pretrain", images=pretrain_images, seed=pretrain_data_seed,
@@ -79,18 +88,22 @@ def lifecycle(
     sft_tokens = place(tokenize_data(**data, **ranks, name="sft", preset=preset, data=sft_data.outputs["data"]),
                        display_name="Tokenize: SFT")
 
-    pretrained = place(pretrain(**run, **ranks, preset=preset, steps=pretrain_steps, batch_size=batch_size,
-                                learning_rate=pretrain_learning_rate, tokens=pretrain_tokens.outputs["tokens"]),
+    pretrained = place(pretrain(**run, **ranks, **optimisation, preset=preset, steps=pretrain_steps,
+                                batch_size=batch_size, learning_rate=pretrain_learning_rate,
+                                tokens=pretrain_tokens.outputs["tokens"]),
                        display_name="Pretrain")
     pretrain_eval = place(evaluate(**evaluation, stage="pretrain", model=pretrained.outputs["model"],
                                    prompts=held_out), display_name="Evaluate: pretrain")
-    tuned = place(sft(**run, **ranks, steps=sft_steps, batch_size=batch_size, learning_rate=sft_learning_rate,
+    tuned = place(sft(**run, **ranks, **optimisation, steps=sft_steps, batch_size=batch_size,
+                      learning_rate=sft_learning_rate,
                       tokens=sft_tokens.outputs["tokens"], init=pretrained.outputs["model"]), display_name="SFT")
     sft_eval = place(evaluate(**evaluation, stage="sft", model=tuned.outputs["model"], prompts=held_out),
                      display_name="Evaluate: SFT")
     aligned = place(grpo(**run, **ranks, **sampling, preset=preset, steps=grpo_steps, batch_size=grpo_batch_size,
                          num_generations=grpo_num_generations, num_iterations=grpo_num_iterations,
-                         learning_rate=grpo_learning_rate, max_minutes=grpo_max_minutes, rollout=rollout,
+                         learning_rate=grpo_learning_rate, max_minutes=grpo_max_minutes, policy=grpo_policy,
+                         prompt_prefix=grpo_prompt_prefix, beta=grpo_beta, negative_prompt=negative_prompt,
+                         rollout=rollout,
                          rollout_engine=rollout_engine, prompts=sft_data.outputs["data"],
                          init=tuned.outputs["model"]), display_name="GRPO")
     grpo_eval = place(evaluate(**evaluation, stage="grpo", model=aligned.outputs["model"], prompts=held_out),

@@ -24,18 +24,30 @@ PARAMETER_HELP: dict[str, str] = {
     "pretrain_learning_rate": "Peak pretraining learning rate (cosine schedule, 5% warmup).",
     "sft_steps": "SFT optimizer steps.",
     "sft_learning_rate": "Peak SFT learning rate.",
+    "train_lr_schedule": "Pretrain / SFT schedule after a 5% warmup: constant, constant_with_warmup, linear or cosine "
+                         "(upstream SimpleAR: constant).",
+    "train_weight_decay": "Pretrain / SFT AdamW weight decay (upstream SimpleAR: 0.01).",
+    "train_loss_on": "Pretrain / SFT loss positions: all (every token, prompt text included: upstream SimpleAR's) or "
+                     "codes (the visual codes only).",
     "grpo_steps": "GRPO optimizer steps (the length of its schedule).",
     "grpo_batch_size": "GRPO rollout images per rank per step (whole groups).",
     "grpo_num_generations": "GRPO images per prompt: one group.",
     "grpo_num_iterations": "GRPO optimizer passes over each batch of rollouts.",
     "grpo_learning_rate": "Peak GRPO learning rate.",
     "grpo_max_minutes": "GRPO stops with a checkpoint after this many minutes of training; 0: no limit.",
+    "grpo_policy": "GRPO policy: plain (rollouts without CFG, upstream SimpleAR's) or guided (rollouts with cfg_scale "
+                   "against negative_prompt, the loss on that guided distribution).",
+    "grpo_prompt_prefix": "Text put before each GRPO caption (upstream SimpleAR: 'A photo of ').",
+    "grpo_beta": "GRPO KL coefficient to the SFT model; 0 loads no reference (upstream SimpleAR: 0.04).",
     "rollout": "Where GRPO rollouts come from: in_process (the trainer samples) or server (a rollout server).",
     "rollout_engine": "Engine of the rollout server: vllm or torch.",
+    "eval_protocol": "Evaluation protocol: fixed (the fixed prefix, cfg_scale and negative_prompt) or simplear "
+                     "(upstream SimpleAR's: random prefixes, its negative prompt, CFG 6, 4 images per prompt).",
     "eval_images_per_prompt": "Images per held-out prompt in every evaluation.",
-    "cfg_scale": "Classifier-free guidance scale of evaluation, rollouts and the serving check.",
-    "negative_prompt": "Unconditional row's prompt in evaluation and the serving check; empty: the CFG-dropped "
-                       "prompt.",
+    "cfg_scale": "Classifier-free guidance scale of fixed-protocol evaluation, guided GRPO rollouts and the serving "
+                 "check.",
+    "negative_prompt": "Unconditional row's prompt in fixed-protocol evaluation, guided GRPO rollouts and the serving "
+                       "check; empty: the CFG-dropped prompt.",
     "seed": "Seed of the first evaluation image (+1 per image), of the serving check and of GRPO.",
     "model_name": "Model name in the server's routes: /v1/models/<model_name>:predict.",
     "inference_service": "Kubernetes backend: the InferenceService pointed at the new model; empty: the platform's.",

@@ -33,6 +33,10 @@ def sft_only(
     batch_size: int = RECIPE.batch_size,
     sft_steps: int = RECIPE.sft_steps,
     sft_learning_rate: float = RECIPE.sft_learning_rate,
+    train_lr_schedule: str = RECIPE.train_lr_schedule,
+    train_weight_decay: float = RECIPE.train_weight_decay,
+    train_loss_on: str = RECIPE.train_loss_on,
+    eval_protocol: str = RECIPE.eval_protocol,
     eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
     cfg_scale: float = RECIPE.cfg_scale,
     negative_prompt: str = RECIPE.negative_prompt,
@@ -47,7 +51,8 @@ def sft_only(
     cluster = ClusterParameters(base_image, release, cpu_node_selector, cpu_tolerations)
     pipeline_run = start_run(backend, store_root, run_tag, runs_dir, stage_timeout_minutes, cluster)
     place, run = pipeline_run.place, pipeline_run.run
-    evaluation = pipeline_run.evaluation(procs_per_node, eval_images_per_prompt, cfg_scale, negative_prompt, seed)
+    evaluation = pipeline_run.evaluation(procs_per_node, eval_protocol, eval_images_per_prompt, cfg_scale,
+                                         negative_prompt, seed)
     init = place(existing_model(backend=backend, uri=init_model_uri), display_name="Checkpoint to start from")
     tokens = place(existing_dataset(backend=backend, uri=sft_tokens_uri, required_file="manifest.json"),
                    display_name="SFT token dataset")
@@ -56,6 +61,7 @@ def sft_only(
     before = place(evaluate(**evaluation, stage="init", model=init.outputs["model"], prompts=held_out),
                    display_name="Evaluate: start")
     tuned = place(sft(**run, procs_per_node=procs_per_node, steps=sft_steps, batch_size=batch_size,
+                      lr_schedule=train_lr_schedule, weight_decay=train_weight_decay, loss_on=train_loss_on,
                       learning_rate=sft_learning_rate, tokens=tokens.outputs["data"], init=init.outputs["model"]),
                   display_name="SFT")
     after = place(evaluate(**evaluation, stage="sft", model=tuned.outputs["model"], prompts=held_out),

@@ -24,7 +24,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    """--cfg-scale, --temperature, --top-k, --top-p, --seed, --negative-prompt, --batch-size."""
+    """--cfg-scale, --temperature, --top-k, --top-p, --seed, --negative-prompt, --repetition-penalty, --batch-size."""
     defaults = SamplingConfig()
     parser.add_argument("--cfg-scale", type=float, default=defaults.cfg_scale)
     parser.add_argument("--temperature", type=float, default=defaults.temperature, help="0 = greedy")
@@ -32,6 +32,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=defaults.top_p)
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the first image; +1 per image")
     parser.add_argument("--negative-prompt", help="replaces the fixed negative prompt of the unconditional row")
+    parser.add_argument("--repetition-penalty", type=float,
+                        help="on codes already drawn (default: the checkpoint's generation_config.json, else 1)")
     parser.add_argument("--batch-size", type=int, default=16, help="images decoded together")
 
 
@@ -40,7 +42,7 @@ def sampling_from_args(command: str, args: argparse.Namespace) -> SamplingConfig
     try:
         return SamplingConfig(
             cfg_scale=args.cfg_scale, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-            seed=args.seed, negative_prompt=args.negative_prompt,
+            seed=args.seed, negative_prompt=args.negative_prompt, repetition_penalty=args.repetition_penalty,
         )
     except ValidationError as err:
         raise SystemExit(f"simplear {command}: {err}") from None
@@ -59,6 +61,7 @@ def model_from_args(command: str, args: argparse.Namespace) -> tuple[SimpleARMod
     try:
         vision = VisionConfig(**{**trained.model_dump(), "checkpoint": args.vision_checkpoint or trained.checkpoint,
                                  "resolution": args.resolution or trained.resolution})
-    except ValidationError as err:
+        model.check_vision(vision, args.model or "the random model", args.preset)
+    except (ValidationError, ValueError) as err:
         raise SystemExit(f"simplear {command}: {err}") from None
     return model, load_visual_tokenizer(vision, device=args.device, encoder=False), vision

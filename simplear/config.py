@@ -173,6 +173,17 @@ class SamplingConfig(Strict):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int = Field(default=0, ge=0, lt=2**63)
     negative_prompt: str | None = Field(default=None, description="None uses the fixed negative prompt")
+    repetition_penalty: float | None = Field(
+        default=None, gt=0.0, le=100.0,
+        description="on the codes already drawn, before CFG; None: the checkpoint's generation_config.json (else 1)",
+    )
+
+
+class RolloutSampling(SamplingConfig):
+    """GRPO rollout sampling: without CFG unless asked for and without repetition penalty, as upstream's rollouts."""
+
+    cfg_scale: float = Field(default=1.0, ge=0.0, le=100.0)
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=100.0)
 
 
 class StoreSettings(Strict):
@@ -273,7 +284,13 @@ class TokenizeConfig(Strict):
 
 
 class TrainConfig(Strict):
-    """Pretrain or SFT on token shards: data, initial model, optimisation, checkpoints and logging."""
+    """Pretrain or SFT on token shards: data, initial model, optimisation, checkpoints and logging.
+
+    Optimisation defaults are upstream's (wdrink/SimpleAR docs/TRAIN.md, the pretrain and SFT command): AdamW at a
+    constant LR of 1e-4 without warmup, weight decay 0.01, and the loss on every token, prompt text included
+    (simpar/train/preprocess.py `preprocess_t2i`: labels are a copy of input_ids; padding is ignored).
+    The shapes recipe sets its own, explicitly (ShapesRecipe.train_*).
+    """
 
     stage: Literal["pretrain", "sft"]
     data: str = Field(description="token dataset root (complete: has manifest.json), local path or store URI")
@@ -288,9 +305,12 @@ class TrainConfig(Strict):
     batch_size: int = Field(default=8, gt=0, description="sequences per device per micro-step")
     grad_accum: int = Field(default=1, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
-    lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "cosine"
+    lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
     warmup_steps: int = Field(default=0, ge=0)
-    weight_decay: float = Field(default=0.0, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    loss_on: Literal["all", "codes"] = Field(
+        default="all", description="all: every token after the first, prompt text included (upstream's); codes: codes"
+    )
     max_grad_norm: float = Field(default=1.0, gt=0)
     p_drop_cond: float = Field(default=0.1, ge=0, le=1, description="share of prompts dropped to <|t2i|><|soi|>")
     sample_short: bool = Field(default=True, description="pick the short or long caption at random; False = long")
@@ -377,10 +397,15 @@ class RewardSpec(Strict):
 
 
 class GRPOTrainConfig(Strict):
-    """GRPO from an SFT model: CFG rollouts in groups, group-normalised advantages, clipped ratio, optional KL.
+    """GRPO from an SFT model: rollouts in groups, group-normalised advantages, clipped ratio, KL to the SFT model.
 
-    Defaults are the original SimpleAR's: lr 1e-6, cosine to 0.1 of it after a 10% warmup, 4 generations per
-    prompt, temperature 1.0; the KL coefficient `beta` is 0 (no reference model) unless set.
+    The loss is on the policy that sampled the rollouts (`policy`): `plain` samples without CFG and scores codes with
+    the model's own distribution; `guided` samples with CFG and scores them with the guided distribution.
+    Upstream's values (wdrink/SimpleAR simpar/configs/config_grpo_clip.yaml over trl 69ad852e's GRPOConfig, which its
+    RL scripts pin): policy `plain` (trl's vLLM rollouts carry no CFG), prompt prefix "A photo of "
+    (simpar/train/t2i_data.py), lr 1e-6, cosine to 0.1 of it after a 10% warmup, 4 generations per prompt,
+    temperature 1.0, epsilon 0.2, one iteration, KL beta 0.04 (trl's default, not overridden there) as plain k3.
+    Ours: `batch_size` 16 images per device (upstream 4 prompts x 4), rewards (upstream: CLIP).
     """
 
     stage: Literal["grpo"] = "grpo"
@@ -392,12 +417,19 @@ class GRPOTrainConfig(Strict):
     init_from: str = Field(description="the SFT model to start from: directory or store URI")
     preset: str = Field(default="tiny", description="visual tokenizer of a model without vision.json")
     vision_checkpoint: str | None = Field(default=None, description="Cosmos tokenizer; None = the model's")
+    resolution: int | None = Field(default=None, gt=0, description="rollout pixels per side; None = the tokenizer's")
     rewards: tuple[RewardSpec, ...] = (RewardSpec(name="geneval_shapes"),)
     rollout: Literal["in_process", "http"] = "in_process"
     rollout_url: str | None = Field(default=None, description="base URL of the rollout server (rollout http)")
     rollout_batch_size: int = Field(default=64, gt=0, description="images the in-process sampler decodes at once")
-    sampling: SamplingConfig = Field(
-        default=SamplingConfig(), description="rollout sampling; its seed is the base of every rollout's seed"
+    policy: Literal["plain", "guided"] = Field(
+        default="plain",
+        description="plain: rollouts with CFG 1, the model's log-probabilities (upstream); guided: CFG rollouts, the "
+                    "guided distribution's log-probabilities (both rows carry gradient)",
+    )
+    prompt_prefix: str = Field(default="A photo of ", description="put before every caption (upstream's)")
+    sampling: RolloutSampling = Field(
+        default=RolloutSampling(), description="rollout sampling; its seed is the base of every rollout's seed"
     )
     num_generations: int = Field(default=4, ge=2, description="images per prompt: one group")
     batch_size: int = Field(default=16, gt=0, description="images per device per micro-step")
@@ -412,7 +444,10 @@ class GRPOTrainConfig(Strict):
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)
     max_grad_norm: float = Field(default=1.0, gt=0)
-    beta: float = Field(default=0.0, ge=0, description="KL coefficient to the initial model; 0 loads no reference")
+    beta: float = Field(default=0.04, ge=0, description="KL coefficient to the initial model; 0 loads no reference")
+    kl_ratio_weighted: bool = Field(
+        default=False, description="k3 KL weighted by the policy ratio (trl 1.16's default); False: plain k3 (upstream)"
+    )
     epsilon: float = Field(default=0.2, gt=0, description="the ratio is clipped to [1 - epsilon, 1 + epsilon_high]")
     epsilon_high: float | None = Field(default=None, gt=0, description="None = epsilon")
     loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "grpo"
@@ -431,6 +466,14 @@ class GRPOTrainConfig(Strict):
             raise ValueError("rollout 'http' needs rollout_url: the rollout server's base URL")
         if self.sampling.temperature == 0:
             raise ValueError("GRPO samples its groups: sampling.temperature must be above 0")
+        if self.policy == "plain" and self.sampling.cfg_scale != 1.0:
+            raise ValueError(f"policy 'plain' samples without CFG (cfg_scale 1, as upstream), not "
+                             f"{self.sampling.cfg_scale:g}; choose policy 'guided' to train on CFG rollouts")
+        if self.policy == "guided" and self.sampling.cfg_scale == 1.0:
+            raise ValueError("policy 'guided' trains on CFG rollouts: set sampling.cfg_scale other than 1")
+        if self.sampling.repetition_penalty != 1.0:
+            raise ValueError("GRPO's loss scores the sampled distribution without a repetition penalty (upstream's "
+                             "rollouts apply none): leave sampling.repetition_penalty at 1")
         if (self.batch_size * self.grad_accum) % self.num_generations:
             raise ValueError(
                 f"batch_size x grad_accum ({self.batch_size} x {self.grad_accum}) must hold whole groups of "
@@ -489,12 +532,31 @@ class ShapesRecipe(Strict):
     pretrain_learning_rate: float = Field(default=1e-3, gt=0)
     sft_steps: int = Field(default=250, gt=0)
     sft_learning_rate: float = Field(default=3e-4, gt=0)
+    train_lr_schedule: str = Field(
+        default="cosine", pattern="^(constant|constant_with_warmup|linear|cosine)$",
+        description="pretrain / SFT schedule after a warmup of 5% of the steps (upstream: constant, no warmup)",
+    )
+    train_weight_decay: float = Field(default=0.0, ge=0, description="pretrain / SFT weight decay (upstream: 0.01)")
+    train_loss_on: str = Field(
+        default="codes", pattern="^(all|codes)$", description="pretrain / SFT loss on codes only (upstream: all)"
+    )
     grpo_steps: int = Field(default=64, gt=0)
     grpo_batch_size: int = Field(default=32, gt=0, description="rollout images per rank per step")
     grpo_num_generations: int = Field(default=8, ge=2)
     grpo_num_iterations: int = Field(default=2, gt=0)
     grpo_learning_rate: float = Field(default=2e-4, gt=0)
     grpo_max_minutes: float = Field(default=4.0, ge=0, description="GRPO time limit; 0 = none")
+    grpo_policy: str = Field(
+        default="guided", pattern="^(plain|guided)$",
+        description="guided: rollouts and loss with the evaluation's CFG and negative prompt (upstream: plain)",
+    )
+    grpo_prompt_prefix: str = Field(
+        default="A highly realistic image of ", description="GRPO prefix: the evaluation's (upstream: 'A photo of ')"
+    )
+    grpo_beta: float = Field(default=0.0, ge=0, description="GRPO KL coefficient (upstream: 0.04)")
+    eval_protocol: str = Field(
+        default="fixed", pattern="^(fixed|simplear)$", description="fixed: fixed prefix, cfg_scale, negative_prompt"
+    )
     eval_images_per_prompt: int = Field(default=4, gt=0)
     cfg_scale: float = Field(default=5.0, ge=0)
     negative_prompt: str = Field(default="", description="'' = the CFG-dropped prompt as the unconditional row")

@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if not prompts or args.n < 1 or args.batch_size < 1:
         raise SystemExit("simplear generate: need at least one prompt, --n >= 1 and --batch-size >= 1")
     model, tokenizer, vision = model_from_args("generate", args)
+    if sampling.repetition_penalty is None:
+        sampling = sampling.model_copy(update={"repetition_penalty": model.generation.repetition_penalty})
     job = GenerationJob(prompts=prompts, n=args.n, resolution=vision.resolution, sampling=sampling,
                         batch_size=args.batch_size, sjd=args.sjd, sjd_window=args.sjd_window)
     if is_s3(args.out):

@@ -67,7 +67,8 @@ def test_quick_demo_reports_every_stage_with_timings_and_per_tag_scores(s3_demo:
         assert set(stage) >= TAGS | {"overall"}, name
         assert all(0.0 <= stage[tag] <= 1.0 for tag in TAGS), name
     assert result["evaluation"] == {"prompts": 6, "images_per_prompt": QUICK.eval_images_per_prompt,
-                                    "sampling": {"cfg_scale": 5.0, "negative_prompt": "", "seed": 1000}}
+                                    "sampling": {"protocol": "fixed", "cfg_scale": 5.0, "negative_prompt": "",
+                                                 "seed": 1000}}
     assert len(result["stages"]["grpo"]["reward_curve"]) == QUICK.grpo_steps
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from simplear.cli import main
@@ -18,9 +19,11 @@ from simplear.data.shapes import make_eval_prompts, render_metadata
 from simplear.eval.dpg_run import run_dpg
 from simplear.eval.geneval_layout import PromptFileError, read_geneval_prompts, write_prompt_folder
 from simplear.eval.geneval_run import run_geneval
+from simplear.eval.protocols import SIMPLEAR_NEGATIVE_TEXT, SIMPLEAR_PREFIXES, protocol_sampling
 from simplear.eval.shapes_scoring import score_shapes_run
 from simplear.model.simplear_lm import SimpleARModel
-from simplear.sampling.sampler import Sampler
+from simplear.sampling.batch import Request, build_batch
+from simplear.sampling.sampler import Sampler, Samples
 from simplear.store import Store
 from simplear.vision import PaletteTokenizer
 
@@ -136,3 +139,91 @@ def test_a_rerun_with_other_settings_is_refused_naming_them(
         assert error.startswith(f"simplear evaluate: error: {out} holds a simplear evaluate run with other settings")
         assert named in error, error
     assert kept.stat().st_mtime_ns == before and not (out / "00000" / "samples" / "0001.png").exists()
+
+
+class RecordingSampler(Sampler):
+    """A sampler that keeps every request it is asked to decode."""
+
+    def __init__(self, model: SimpleARModel) -> None:
+        super().__init__(model)
+        self.requests: list[Request] = []
+
+    def sample(self, requests: list[Request], num_codes: int, progress: bool = False) -> Samples:
+        """Record, then sample."""
+        self.requests.extend(requests)
+        return super().sample(requests, num_codes, progress)
+
+
+def test_simplear_protocol_prompts_as_upstream_reproducibly(tmp_path: Path) -> None:
+    """Upstream's protocol (simpar/eval/model_t2i.py via scripts/eval/bench_geneval.sh and bench_dpg.sh).
+
+    Per prompt: one random training prefix (PROMPTS_GEN) shared by its 4 images, an unconditional row of another
+    random prefix + "Aerial view, aerial view, ...", CFG 6, temperature 1, top-k 64000, top-p 1; a `reprompt`
+    replaces the prompt and metadata.jsonl keeps the entry. Seeded by (seed, prompt index): a rerun and a run
+    split over two ranks write the same bytes.
+    """
+    assert len(SIMPLEAR_PREFIXES) == 20 and "" not in SIMPLEAR_PREFIXES and "a photo of" not in SIMPLEAR_PREFIXES
+    assert (SIMPLEAR_PREFIXES[0], SIMPLEAR_PREFIXES[-1]) == ("A detailed digital painting of ",
+                                                             "A high-tech sci-fi scene with ")
+    model = SimpleARModel.random_init(get_preset("tiny"), seed=0)
+    entries = make_eval_prompts(2, seed=4)
+    entries[1] = {**entries[1], "reprompt": "a big red circle on a white background"}
+    sampling = protocol_sampling("simplear", SamplingConfig(seed=9))
+    recorder = RecordingSampler(model)
+    run_geneval(recorder, PaletteTokenizer(), entries, str(tmp_path / "one"), 4, sampling, 16, 8,
+                progress=False, protocol="simplear")
+    by_seed = {r.params.seed: r for r in recorder.requests}
+    assert sorted(by_seed) == [9 + k for k in range(4 * len(entries))]
+    prefixes = set()
+    for i, entry in enumerate(entries):
+        group = [by_seed[9 + 4 * i + j] for j in range(4)]
+        caption = entry.get("reprompt", entry["prompt"])
+        assert {(r.prompt, r.prefix, r.params.negative_prompt) for r in group} == {
+            (caption, group[0].prefix, group[0].params.negative_prompt)}, "one prefix pair per prompt"
+        assert group[0].prefix in SIMPLEAR_PREFIXES
+        negative = group[0].params.negative_prompt
+        assert negative[: -len(SIMPLEAR_NEGATIVE_TEXT)] in SIMPLEAR_PREFIXES and negative.endswith(
+            "Aerial view, aerial view, overexposed, low quality, deformation, a poor composition, bad hands, "
+            "bad teeth, bad eyes, bad limbs, distortion")
+        params = group[0].params
+        assert (params.cfg_scale, params.temperature, params.top_k, params.top_p) == (6.0, 1.0, 64_000, 1.0)
+        batch = build_batch(model, group[:1], torch.device("cpu"))
+        rows = [batch.ids[k][batch.real[k]].tolist() for k in range(2)]
+        assert rows == model.encode_prompts([f"<|t2i|>{group[0].prefix}{caption}<|soi|>", f"<|t2i|>{negative}<|soi|>"])
+        assert json.loads((tmp_path / "one" / f"{i:05d}" / "metadata.jsonl").read_text()) == entry
+        prefixes.add(group[0].prefix)
+    assert len(prefixes) > 1, "prefixes are drawn per prompt"
+
+    for rank in (1, 0):
+        run_geneval(Sampler(model), PaletteTokenizer(), entries, str(tmp_path / "two"), 4, sampling, 16, 8, rank, 2,
+                    progress=False, protocol="simplear")
+    for i in range(len(entries)):
+        for j in range(4):
+            name = f"{i:05d}/samples/{j:04d}.png"
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+    dpg = RecordingSampler(model)
+    run_dpg(dpg, PaletteTokenizer(), {"a1": "a red circle"}, str(tmp_path / "dpg"), sampling, 16, 8, progress=False,
+            protocol="simplear")
+    assert len({(r.prefix, r.params.negative_prompt) for r in dpg.requests}) == 1 and len(dpg.requests) == 4
+    assert dpg.requests[0].prefix in SIMPLEAR_PREFIXES
+
+
+def test_simplear_protocol_on_the_command_line(tmp_path: Path) -> None:
+    """`--protocol simplear` runs; a flag that contradicts the protocol is refused with one line."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS[:2]))
+    base = [sys.executable, "-m", "simplear.cli", "evaluate", "--prompts", str(prompts), "--random-init",
+            "--protocol", "simplear", "--no-progress", "--out"]
+
+    def evaluate(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, str(tmp_path / "out"), *flags], capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ))
+
+    done = evaluate("--seed", "3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list((tmp_path / "out" / "00001" / "samples").iterdir())) == 4
+    for flags, message in ((["--cfg-scale", "5"], "drop cfg_scale 5"), (["--negative-prompt", ""], "negative prompt"),
+                           (["--n", "2"], "4 images per prompt")):
+        done = evaluate(*flags)
+        assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

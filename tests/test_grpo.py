@@ -21,7 +21,7 @@ from test_rewards import write_aesthetic_head, write_tiny_clip
 from test_train import SHAPE
 
 from simplear.cli import main as cli_main
-from simplear.config import PRESETS, GRPOTrainConfig, RewardSpec, SamplingConfig
+from simplear.config import PRESETS, GRPOTrainConfig, RewardSpec
 from simplear.data.shapes import make_dataset, write_dataset
 from simplear.model.prompt import t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
@@ -90,11 +90,11 @@ def shapes_meta(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def grpo_config(tmp_path: Path, init_model: str, prompts: str, **fields: object) -> GRPOTrainConfig:
-    """A small in-process GRPO config on the `white` reward; `fields` override."""
+    """A small in-process GRPO config on the `white` reward, guided rollouts at CFG 3, no KL; `fields` override."""
     settings: dict = {
         "prompts": prompts, "init_from": init_model, "output": str(tmp_path / "run"),
         "scratch": str(tmp_path / "scratch"), "rewards": [{"name": "white"}], "batch_size": 8, "max_steps": 2,
-        "sampling": {"cfg_scale": 3.0}, "tensorboard": False, "save_steps": 100,
+        "policy": "guided", "sampling": {"cfg_scale": 3.0}, "beta": 0.0, "tensorboard": False, "save_steps": 100,
     }
     return GRPOTrainConfig.model_validate({**settings, **fields})
 
@@ -106,29 +106,41 @@ def generation_inputs(run: GRPORun, groups: int) -> list[dict]:
 
 
 def policy_logps(run: GRPORun, batch: dict) -> torch.Tensor:
-    """Log-probabilities of the completion tokens by a plain forward of the model (not trl's fused head)."""
+    """Log-probabilities of the completion codes under the sampled policy, as the loss computes them."""
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
     mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-    logits = run.model.lm(input_ids=ids, attention_mask=mask).logits[:, -CODES - 1 : -1]
-    return logits.float().log_softmax(dim=-1).gather(-1, batch["completion_ids"][..., None]).squeeze(-1)
+    logps, _, _ = run.trainer._get_per_token_logps_and_entropies(run.trainer.model, ids, mask, CODES)
+    return logps
 
 
 # ---------------------------------------------------------------- config, prompts, curve
 
 
 def test_grpo_config_rules_and_defaults() -> None:
-    """The original's defaults; an http rollout needs a URL, groups must fit the batch, greedy sampling is refused."""
+    """Upstream's defaults; an http rollout needs a URL, groups must fit the batch, greedy sampling is refused.
+
+    Upstream: wdrink/SimpleAR simpar/configs/config_grpo_clip.yaml (lr, schedule, warmup, generations, temperature)
+    over trl 69ad852e's GRPOConfig (beta 0.04, epsilon 0.2, one iteration; KL as plain k3), rollouts without CFG
+    (trl's vLLM SamplingParams there carry temperature only) and the prefix of simpar/train/t2i_data.py.
+    """
     base = {"prompts": "p", "output": "o", "init_from": "m", "max_steps": 1}
     config = GRPOTrainConfig(**base)
     assert (config.learning_rate, config.min_lr_ratio, config.warmup_ratio) == (1e-6, 0.1, 0.1)
-    assert (config.num_generations, config.sampling.temperature, config.beta) == (4, 1.0, 0.0)
+    assert (config.num_generations, config.sampling.temperature, config.beta) == (4, 1.0, 0.04)
+    assert (config.epsilon, config.num_iterations, config.kl_ratio_weighted) == (0.2, 1, False)
+    assert (config.policy, config.sampling.cfg_scale, config.prompt_prefix) == ("plain", 1.0, "A photo of ")
     assert [r.name for r in config.rewards] == ["geneval_shapes"]
+    with pytest.raises(ValueError, match="policy 'plain' samples without CFG"):
+        GRPOTrainConfig(**base, sampling={"cfg_scale": 5.0})
+    with pytest.raises(ValueError, match="policy 'guided' trains on CFG rollouts"):
+        GRPOTrainConfig(**base, policy="guided")
+    assert GRPOTrainConfig(**base, sampling={"top_k": 5}).sampling.cfg_scale == 1.0, "a partial sampling block"
     with pytest.raises(ValueError, match="needs rollout_url"):
         GRPOTrainConfig(**base, rollout="http")
     with pytest.raises(ValueError, match="whole groups"):
         GRPOTrainConfig(**base, batch_size=6)
     with pytest.raises(ValueError, match="temperature must be above 0"):
-        GRPOTrainConfig(**base, sampling=SamplingConfig(temperature=0.0))
+        GRPOTrainConfig(**base, sampling={"temperature": 0.0})
 
 
 def test_cli_builds_grpo_configs_and_refuses_other_stages_flags(
@@ -140,12 +152,13 @@ def test_cli_builds_grpo_configs_and_refuses_other_stages_flags(
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     config_file = tmp_path / "grpo.yaml"
-    config_file.write_text(yaml.safe_dump({"stage": "grpo", "sampling": {"top_k": 5, "cfg_scale": 9.0}}))
+    config_file.write_text(yaml.safe_dump({"stage": "grpo", "policy": "guided",
+                                           "sampling": {"top_k": 5, "cfg_scale": 9.0}}))
     args = parser.parse_args([
         "--config", str(config_file), "--prompts", "p.jsonl", "--init-from", "sft", "--output", "out",
         "--max-steps", "3", "--reward", "geneval_shapes", "--reward", "clip:0.5", "--reward", "aesthetic:-1",
         "--clip-model", "clipdir", "--aesthetic-head", "head.safetensors", "--cfg-scale", "3", "--beta", "0.04",
-        "--caption", "short",
+        "--caption", "short", "--negative-prompt", "", "--prompt-prefix", "",
     ])  # fmt: skip
     config = config_from_args(args)
     assert isinstance(config, GRPOTrainConfig)
@@ -155,6 +168,7 @@ def test_cli_builds_grpo_configs_and_refuses_other_stages_flags(
         RewardSpec(name="aesthetic", weight=-1.0, clip_model="clipdir", aesthetic_head="head.safetensors"),
     )
     assert (config.sampling.cfg_scale, config.sampling.top_k, config.beta, config.caption) == (3.0, 5, 0.04, "short")
+    assert (config.policy, config.sampling.negative_prompt, config.prompt_prefix) == ("guided", "", "")
     assert cli_main(["train", "--stage", "grpo", "--data", "tokens", "--output", "o", "--max-steps", "1"]) == 2
     assert "--data not used by --stage grpo" in capsys.readouterr().err
     assert cli_main(["train", "--stage", "pretrain", "--data", "d", "--output", "o", "--max-steps", "1",
@@ -235,7 +249,7 @@ def test_rollouts_seed_each_group_member_and_refuse_stale_weights(
     run = build_run(grpo_config(tmp_path, init_model, caption_meta), Store())
     prompts = [CAPTIONS[0]] * 4 + [CAPTIONS[1]] * 4
     out = run.rollouts(prompts, run.trainer)
-    assert out["prompt_ids"] == run.model.encode_prompts([t2i_prompt(p) for p in prompts])
+    assert out["prompt_ids"] == run.model.encode_prompts([t2i_prompt(p, "A photo of ") for p in prompts])
     ids = torch.tensor(out["completion_ids"])
     assert ids.shape == (8, CODES) and int(ids.min()) >= run.model.vocab.offset and int(ids.max()) < run.model.vocab.end
     assert len({tuple(row) for row in ids.tolist()}) == 8, "every group member has its own seed"
@@ -261,16 +275,19 @@ def test_advantages_are_rewards_normalised_per_group(tmp_path: Path, init_model:
     assert run.trainer._metrics["train"]["rewards/white/mean"][-1] == pytest.approx(float(rewards.mean()), abs=1e-6)
 
 
+@pytest.mark.parametrize("ratio_weighted", [False, True])
 def test_clipped_ratio_and_kl_loss_match_a_hand_computation(
-    tmp_path: Path, init_model: str, caption_meta: str
+    tmp_path: Path, init_model: str, caption_meta: str, ratio_weighted: bool
 ) -> None:
-    """-min(r A, clip(r, 1 - eps, 1 + eps_high) A) + beta r KL per token, sequence means averaged; clip share, KL.
+    """-min(r A, clip(r, 1 - eps, 1 + eps_high) A) + beta KL per token, sequence means averaged; clip share, KL.
 
-    KL is the k3 estimator exp(ref - logp) - (ref - logp) - 1, weighted by the ratio r as trl 1.16 does by default
-    (`use_bias_correction_kl`: the unbiased reverse-KL gradient; on-policy r = 1 and it is plain k3).
+    KL is the k3 estimator exp(ref - logp) - (ref - logp) - 1: plain, as upstream's trl 69ad852e computes it (the
+    default), or weighted by the ratio r (`kl_ratio_weighted`, trl 1.16's `use_bias_correction_kl`: the unbiased
+    reverse-KL gradient; on-policy r = 1 and the value is the same).
     """
     beta, eps, eps_high = 0.1, 0.2, 0.28
-    config = grpo_config(tmp_path, init_model, caption_meta, beta=beta, epsilon=eps, epsilon_high=eps_high)
+    config = grpo_config(tmp_path, init_model, caption_meta, beta=beta, epsilon=eps, epsilon_high=eps_high,
+                         kl_ratio_weighted=ratio_weighted)
     run = build_run(config, Store())
     assert run.trainer.ref_model is not None, "beta > 0 loads the initial model as the reference"
     run.trainer.model.train()
@@ -288,7 +305,7 @@ def test_clipped_ratio_and_kl_loss_match_a_hand_computation(
     ratio = (logp - old).exp()
     a = advantages[:, None]
     surrogate = -torch.min(ratio * a, ratio.clamp(1 - eps, 1 + eps_high) * a)
-    kl = ratio * ((ref - logp).exp() - (ref - logp) - 1)
+    kl = ((ref - logp).exp() - (ref - logp) - 1) * (ratio if ratio_weighted else 1.0)
     expected = (surrogate + beta * kl).mean(dim=1).mean()
     clipped = ((ratio < 1 - eps) & (a < 0)) | ((ratio > 1 + eps_high) & (a > 0))
     assert 0.05 < float(clipped.float().mean()) < 0.5, "the check needs clipped and unclipped tokens"
@@ -300,12 +317,50 @@ def test_clipped_ratio_and_kl_loss_match_a_hand_computation(
     assert run.model.lm.get_input_embeddings().weight.grad.abs().sum() > 0, "the loss reaches the policy's weights"
 
 
+POLICY_TOLERANCE = 2e-5
+"""Largest difference between the loss's and the sampler's log-probability of a code (fp32 both; measured ~1e-6)."""
+
+
+@pytest.mark.parametrize(("policy", "cfg_scale"), [("plain", 1.0), ("guided", 3.0)])
+def test_loss_scores_each_code_with_the_policy_that_sampled_it(
+    tmp_path: Path, init_model: str, caption_meta: str, policy: str, cfg_scale: float
+) -> None:
+    """The log-probabilities the loss sees equal Sampler.sample's own for the sampled codes, plain and guided.
+
+    Rollouts at temperature 0.9 with top-k 12 of the 16 codes; `guided` against a negative prompt. The loss's
+    values come from a forward of the model as trl calls it (not the sampler's KV-cache decoder). With pi_old set
+    to the sampler's values and every advantage 1, the clipped loss is then exactly -1 with nothing clipped.
+    Guided gradients reach the embeddings of tokens only the negative prompt holds; plain ones do not.
+    """
+    sampling = {"cfg_scale": cfg_scale, "temperature": 0.9, "top_k": 12, "negative_prompt": "gray background"}
+    config = grpo_config(tmp_path, init_model, caption_meta, policy=policy, sampling=sampling)
+    run = build_run(config, Store())
+    run.trainer.model.train()
+    batch = run.trainer._generate_and_score_completions(generation_inputs(run, groups=2))
+    sampled = batch["sampling_per_token_logps"]
+    assert sampled.shape == (8, CODES) and float(sampled.max()) < 0
+    with torch.no_grad():
+        seen = policy_logps(run, batch)
+    torch.testing.assert_close(seen, sampled, atol=POLICY_TOLERANCE, rtol=0)
+
+    run.trainer.current_gradient_accumulation_steps = 1
+    inputs = {**batch, "old_per_token_logps": sampled, "advantages": torch.ones(8)}
+    loss = run.trainer._compute_loss(run.trainer.model, inputs)
+    assert float(loss.detach()) == pytest.approx(-1.0, abs=1e-4)
+    assert run.trainer._metrics["train"]["clip_ratio/region_mean"][-1] == 0.0
+    loss.backward()
+    uncond_only = set(run.trainer.policy.uncond_prompt_ids) - set(batch["prompt_ids"].flatten().tolist())
+    grad = run.model.lm.get_input_embeddings().weight.grad[sorted(uncond_only)]
+    assert uncond_only and (float(grad.abs().sum()) > 0) == (policy == "guided")
+
+
 # ---------------------------------------------------------------- real runs
 
 
-def mean_white_share(model: SimpleARModel, sampling: SamplingConfig) -> float:
+def mean_white_share(model: SimpleARModel, config: GRPOTrainConfig) -> float:
     """Share of white codes over the captions x 8 held-out seeds, sampled as the rollouts are."""
-    requests = [Request(c, sampling.model_copy(update={"seed": 10_000 + j})) for c in CAPTIONS for j in range(8)]
+    requests = [Request(c, config.sampling.model_copy(update={"seed": 10_000 + j}), config.prompt_prefix)
+                for c in CAPTIONS for j in range(8)]
     return float((Sampler(model).generate(requests, CODES) == WHITE).float().mean())
 
 
@@ -318,9 +373,9 @@ def test_grpo_raises_the_mean_reward_on_fixed_prompts(tmp_path: Path, init_model
     """
     config = grpo_config(tmp_path, init_model, caption_meta, max_steps=LEARN_STEPS, batch_size=16,
                          learning_rate=1e-3, warmup_ratio=0.0)  # fmt: skip
-    before = mean_white_share(SimpleARModel.load(init_model), config.sampling)
+    before = mean_white_share(SimpleARModel.load(init_model), config)
     result = train_grpo(config, Store())
-    after = mean_white_share(SimpleARModel.load(result.final), config.sampling)
+    after = mean_white_share(SimpleARModel.load(result.final), config)
     assert after >= before + LEARN_MARGIN, (before, after, [p["reward"] for p in result.reward_curve])
 
     rows = [json.loads(line) for line in (Path(config.output) / "logs" / "train.jsonl").read_text().splitlines()]
@@ -372,7 +427,7 @@ def grpo_command(
         "--prompts", prompts, "--init-from", init_model, "--output", output, "--scratch", str(scratch),
         "--reward", "clip", "--reward", "aesthetic:0.5", "--clip-model", str(clip), "--aesthetic-head", str(head),
         "--max-steps", str(RUN_STEPS), "--save-steps", str(SAVE_STEPS), "--batch-size", "8",
-        "--learning-rate", "1e-3", "--beta", "0.04", "--cfg-scale", "3", "--no-tensorboard",
+        "--learning-rate", "1e-3", "--beta", "0.04", "--policy", "guided", "--cfg-scale", "3", "--no-tensorboard",
     ]  # fmt: skip
 
 

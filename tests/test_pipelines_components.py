@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kfp import local
+from kfp import dsl, local
 from test_helm_render import objects, one
 from test_platform_support import chart_platform_config
 
@@ -23,9 +23,12 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))  # pipelines/ is a folder of the repository, not an installed package
 
 from pipelines.components.data import shapes_data  # noqa: E402
+from pipelines.components.evaluation import evaluate  # noqa: E402
 from pipelines.components.existing import existing_model  # noqa: E402
 from pipelines.components.plan import plan_run  # noqa: E402
 from pipelines.components.stage_support import platform_config  # noqa: E402
+from simplear.config import get_preset  # noqa: E402
+from simplear.model.simplear_lm import SimpleARModel  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:kfp.local.orchestrator.task_executor"),
               pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning")]
@@ -122,3 +125,31 @@ def test_cluster_components_read_the_mounted_platform_config(tmp_path: Path, mon
     assert config.checkpoint_bucket == "simplear-checkpoints"
     assert os.environ["SIMPLEAR_S3_ENDPOINT"] == config.store_endpoint
     assert os.environ["SIMPLEAR_S3_SECURE"] == "false"
+
+
+def test_the_evaluation_component_runs_upstreams_protocol(
+    kfp_local: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """protocol simplear: `simplear evaluate --protocol simplear` through the launcher, recorded as such.
+
+    A pipeline run clears kfp.local's workspace when it ends, so the store and runs live outside it.
+    """
+    outside = tmp_path_factory.mktemp("outside-workspace")
+    runs, root = outside / "runs", outside / "store" / "run"
+    SimpleARModel.random_init(get_preset("tiny")).save(outside / "model")
+
+    def evaluate_sft(model_uri, runs_dir, root):  # noqa: ANN001 - kfp reads the real types set below
+        model = existing_model(backend="local", uri=model_uri).outputs["model"]
+        data = shapes_data(backend="local", runs_dir=runs_dir, root=root, name="held-out", images=4, seed=3,
+                           eval_per_tag=1, timeout_minutes=5).outputs["data"]
+        evaluate(backend="local", runs_dir=runs_dir, root=root, stage="sft", protocol="simplear",
+                 images_per_prompt=4, cfg_scale=5.0, negative_prompt="", seed=7, procs_per_node=1,
+                 timeout_minutes=10, model=model, prompts=data)
+
+    evaluate_sft.__annotations__ = {"model_uri": str, "runs_dir": str, "root": str}
+    dsl.pipeline(evaluate_sft)(model_uri=str(outside / "model"), runs_dir=str(runs), root=str(root))
+    journal = json.loads((root / "journal" / "evaluate-sft.json").read_text())
+    assert journal["sampling"] == {"protocol": "simplear", "cfg_scale": 6.0, "negative_prompt": None, "seed": 7}
+    folders = sorted((root / "eval" / "sft").glob("[0-9]*"))
+    assert len(folders) == journal["prompts"] and all(len(list((f / "samples").iterdir())) == 4 for f in folders)
+    assert re.search(r"evaluate-sft-[0-9a-f]{8}\s+evaluate\s+Succeeded", jobs_list(runs))

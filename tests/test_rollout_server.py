@@ -38,7 +38,8 @@ def hf_guided_logprobs(model: SimpleARModel, request: Request, codes: torch.Tens
     Teacher-forces the conditional and the unconditional prompt followed by `codes` through `model.lm` and mixes
     them as the original CFG does; the oracle for any engine's next-token distribution.
     """
-    vocab, texts = model.vocab, [t2i_prompt(request.prompt), negative_prompt(request.params.negative_prompt)]
+    vocab = model.vocab
+    texts = [t2i_prompt(request.prompt, request.prefix), negative_prompt(request.params.negative_prompt)]
     rows = []
     for ids in model.encode_prompts(texts):
         sequence = torch.cat([torch.tensor(ids), codes[:-1] + vocab.offset])

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
+from transformers import RepetitionPenaltyLogitsProcessor
 
 from simplear.config import SamplingConfig
 from simplear.model.prompt import negative_prompt, t2i_prompt
@@ -146,3 +150,55 @@ def test_prompts_past_the_position_limit_are_refused(model: SimpleARModel) -> No
     long_caption = "a red circle " * 700
     with pytest.raises(ValueError, match="exceeds the model's 2048 positions"):
         Sampler(model).generate([Request(long_caption)], 256)
+
+
+def transformers_penalized_guided(model: SimpleARModel, request: Request, codes: torch.Tensor) -> torch.Tensor:
+    """Code log-probabilities [N, codes] of the distribution transformers' `generate` samples under upstream's CFG.
+
+    RepetitionPenaltyLogitsProcessor acts on the conditional row's full-vocabulary logits over every token before
+    the step (prompt and codes), then CFG on log-softmaxes (wdrink/SimpleAR simpar/model/language_model/
+    simpar_qwen2.py, CFGLogits, restricted here to the code range the sampler draws from).
+    """
+    penalty = RepetitionPenaltyLogitsProcessor(request.params.repetition_penalty)
+    cond, uncond = model.encode_prompts([t2i_prompt(request.prompt, request.prefix),
+                                         negative_prompt(request.params.negative_prompt)])
+    ids = model.vocab.to_ids(codes)
+    rows = []
+    for prompt, penalised in ((cond, True), (uncond, False)):
+        sequence = torch.cat([torch.tensor(prompt), ids[:-1]])
+        with torch.no_grad():
+            logits = model.lm(sequence[None]).logits[0, len(prompt) - 1 :]
+        if penalised:
+            logits = torch.stack([penalty(sequence[None, : len(prompt) + t], logits[t][None])[0]
+                                  for t in range(len(codes))])
+        rows.append(logits[:, model.vocab.offset : model.vocab.end])
+    return guided_logprobs(torch.stack(rows), torch.tensor([request.params.cfg_scale]), True)[0].log_softmax(-1)
+
+
+def test_repetition_penalty_acts_before_guidance_as_transformers(model: SimpleARModel, tmp_path: Path) -> None:
+    """A penalty on codes already drawn, before CFG, as transformers applies a checkpoint's generation_config.json.
+
+    A request without a penalty takes its checkpoint's; a setting we cannot apply is refused at load time.
+    """
+    request = Request(CAPTIONS[0], SamplingConfig(seed=5, cfg_scale=3.0, repetition_penalty=1.5))
+    samples = Sampler(model).sample([request], 24)
+    expected = transformers_penalized_guided(model, request, samples.codes[0])
+    torch.testing.assert_close(samples.logprobs[0], expected.gather(1, samples.codes[0][:, None]).squeeze(1),
+                               atol=1e-4, rtol=1e-4)
+    unpenalised = SamplingConfig(seed=5, cfg_scale=3.0, repetition_penalty=1.0)
+    assert not torch.equal(samples.codes, Sampler(model).generate([Request(CAPTIONS[0], unpenalised)], 24))
+    with pytest.raises(ValueError, match="Jacobi decoding applies no repetition penalty"):
+        Sampler(model).generate_sjd([request], 24)
+
+    model.save(tmp_path / "ckpt")
+    settings = {"repetition_penalty": 1.5, "temperature": 0.7, "top_k": 20, "top_p": 0.8, "do_sample": True,
+                "eos_token_id": [151645, 151643], "bos_token_id": 151643, "transformers_version": "4.37.0"}
+    (tmp_path / "ckpt" / "generation_config.json").write_text(json.dumps(settings))
+    loaded = SimpleARModel.load(tmp_path / "ckpt")
+    assert loaded.generation.repetition_penalty == 1.5
+    default = Request(CAPTIONS[0], SamplingConfig(seed=5, cfg_scale=3.0))
+    assert torch.equal(Sampler(loaded).generate([default], 24), samples.codes)
+
+    (tmp_path / "ckpt" / "generation_config.json").write_text(json.dumps({**settings, "no_repeat_ngram_size": 3}))
+    with pytest.raises(ValueError, match="sets no_repeat_ngram_size=3, which upstream's generation applies"):
+        SimpleARModel.load(tmp_path / "ckpt")

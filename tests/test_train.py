@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from transformers import Qwen2ForCausalLM
 
 from simplear.cli import main as cli_main
-from simplear.config import PRESETS, ModelShape, TrainConfig
+from simplear.config import PRESETS, SHAPES_RECIPES, ModelShape, TrainConfig
 from simplear.data.shapes import make_dataset
 from simplear.data.token_shards import TokenRecord, read_shard, write_token_dataset
 from simplear.model.prompt import TRAIN_PREFIXES, dropped_prompt
@@ -113,12 +113,17 @@ def token_data(tmp_path_factory: pytest.TempPathFactory, shapes_records: list[To
 # ---------------------------------------------------------------- units
 
 
-def test_collator_labels_only_code_positions(tiny_model: SimpleARModel) -> None:
-    """Labels are the code ids and -100 on prompt and padding; the model's loss is the CE of the code positions."""
+@pytest.mark.parametrize("loss_on", ["all", "codes"])
+def test_collator_labels_every_token_or_only_codes(tiny_model: SimpleARModel, loss_on: str) -> None:
+    """Labels are -100 on padding, and with `codes` on the prompt too; the model's loss is the CE of the targets.
+
+    `all` is upstream's (wdrink/SimpleAR simpar/train/preprocess.py `preprocess_t2i`: labels = a copy of input_ids):
+    every token after the first, prompt text and <|soi|> included.
+    """
     dataset = prompt_dataset(tiny_model, caption_records(3), p_drop_cond=0.0)
     examples = [dataset[i] for i in range(3)]
     pad = tiny_model.tokenizer.pad_token_id
-    batch = CodeCollator(tiny_model.vocab, pad_id=pad)(examples)
+    batch = CodeCollator(tiny_model.vocab, pad_id=pad, loss_on=loss_on)(examples)
     lengths = [len(e["input_ids"]) for e in examples]
     assert len(set(lengths)) > 1, "the examples should need padding"
     assert batch["input_ids"].shape == (3, max(lengths))
@@ -127,21 +132,23 @@ def test_collator_labels_only_code_positions(tiny_model: SimpleARModel) -> None:
         assert batch["attention_mask"][row].tolist() == [1] * n + [0] * (max(lengths) - n)
         assert batch["input_ids"][row, :n].tolist() == example["input_ids"].tolist()
         assert (batch["input_ids"][row, n:] == pad).all()
-        assert (batch["labels"][row, :prompt] == IGNORE_INDEX).all()
-        assert batch["labels"][row, prompt:n].tolist() == example["input_ids"][prompt:].tolist()
+        first = prompt if loss_on == "codes" else 0
+        assert (batch["labels"][row, :first] == IGNORE_INDEX).all()
+        assert batch["labels"][row, first:n].tolist() == example["input_ids"][first:].tolist()
         assert (batch["labels"][row, n:] == IGNORE_INDEX).all()
         assert tiny_model.tokenizer.convert_ids_to_tokens(int(example["input_ids"][prompt - 1])) == SOI
 
     with torch.no_grad():
         out = tiny_model.lm(**batch)
     logits, targets = out.logits[:, :-1], batch["input_ids"][:, 1:]
-    on_codes = batch["labels"][:, 1:] != IGNORE_INDEX
-    assert int(on_codes.sum()) == 3 * CODES, "every code, and only codes, is a target (the first one after <|soi|>)"
-    manual = torch.nn.functional.cross_entropy(logits[on_codes], targets[on_codes])
+    on_codes = (targets >= tiny_model.vocab.offset) & batch["attention_mask"][:, 1:].bool()
     real = batch["attention_mask"][:, 1:].bool()
-    everything = torch.nn.functional.cross_entropy(logits[real], targets[real])
-    assert torch.allclose(out.loss, manual, atol=1e-6)
-    assert not torch.allclose(out.loss, everything, atol=1e-3), "prompt positions must not count"
+    assert int(on_codes.sum()) == 3 * CODES
+    expected = real if loss_on == "all" else on_codes
+    assert (batch["labels"][:, 1:] != IGNORE_INDEX).equal(expected)
+    other = on_codes if loss_on == "all" else real
+    assert torch.allclose(out.loss, torch.nn.functional.cross_entropy(logits[expected], targets[expected]), atol=1e-6)
+    assert not torch.allclose(out.loss, torch.nn.functional.cross_entropy(logits[other], targets[other]), atol=1e-3)
 
 
 def test_dataset_prompt_frequencies_with_a_fixed_seed(tiny_model: SimpleARModel) -> None:
@@ -262,9 +269,18 @@ def test_packaged_deepspeed_configs() -> None:
 
 
 def test_train_config_rules() -> None:
-    """init_from goes with text_lm/checkpoint only, and SFT starts from a model."""
+    """Upstream's optimisation by default; init_from goes with text_lm/checkpoint only, and SFT starts from a model.
+
+    Upstream (wdrink/SimpleAR docs/TRAIN.md, pretrain and SFT): --learning-rate 1e-4 --weight_decay 0.01
+    --warmup_ratio 0.0 --lr_scheduler_type constant, loss on every token (simpar/train/preprocess.py).
+    """
     base = {"stage": "pretrain", "data": "d", "output": "o", "max_steps": 1}
-    assert TrainConfig(**base).init == "random"
+    config = TrainConfig(**base)
+    assert config.init == "random"
+    assert (config.learning_rate, config.lr_schedule, config.warmup_steps) == (1e-4, "constant", 0)
+    assert (config.weight_decay, config.loss_on) == (0.01, "all")
+    shapes = SHAPES_RECIPES["full"]
+    assert (shapes.train_lr_schedule, shapes.train_weight_decay, shapes.train_loss_on) == ("cosine", 0.0, "codes")
     with pytest.raises(ValueError, match="init_from"):
         TrainConfig(**base, init="checkpoint")
     with pytest.raises(ValueError, match="init_from"):

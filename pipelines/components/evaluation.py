@@ -7,11 +7,15 @@ from pipelines.components.stage_support import STAGE_HELPERS, backend_store, pro
 
 
 @on_base_image(*STAGE_HELPERS)
-def evaluate(backend: str, runs_dir: str, root: str, run_id: str, stage: str, images_per_prompt: int, cfg_scale: float,
-             negative_prompt: str, seed: int, procs_per_node: int, timeout_minutes: int, model: Input[Model],
-             prompts: Input[Dataset], scores: Output[Metrics], samples: Output[Dataset],
+def evaluate(backend: str, runs_dir: str, root: str, run_id: str, stage: str, protocol: str, images_per_prompt: int,
+             cfg_scale: float, negative_prompt: str, seed: int, procs_per_node: int, timeout_minutes: int,
+             model: Input[Model], prompts: Input[Dataset], scores: Output[Metrics], samples: Output[Dataset],
              batch_size: int = 64) -> None:
-    """Images of the held-out prompts with fixed seeds and CFG, scored by the exact shapes checker, per tag."""
+    """Images of the held-out prompts with fixed seeds, scored by the exact shapes checker, per tag.
+
+    Protocol fixed samples with `cfg_scale` against `negative_prompt`; simplear is upstream's published protocol
+    (random prefixes, its negative prompt, CFG 6, 4 images per prompt), which ignores those two.
+    """
     import json
 
     from simplear.store import join
@@ -19,7 +23,9 @@ def evaluate(backend: str, runs_dir: str, root: str, run_id: str, stage: str, im
     out = join(root, "eval", stage)
     args = ["--model", model.metadata["uri"], "--prompts", prompts.metadata["eval_prompts"], "--out", out,
             "--n", images_per_prompt, "--score-shapes", "--no-progress", "--batch-size", batch_size,
-            "--cfg-scale", cfg_scale, "--negative-prompt", negative_prompt, "--seed", seed]
+            "--protocol", protocol, "--seed", seed]
+    if protocol == "fixed":
+        args += ["--cfg-scale", cfg_scale, "--negative-prompt", negative_prompt]
     seconds = run_stage(backend, runs_dir, "evaluate", f"evaluate-{stage}", args, procs_per_node, timeout_minutes,
                         run_id)
     store = backend_store(backend)
@@ -30,7 +36,8 @@ def evaluate(backend: str, runs_dir: str, root: str, run_id: str, stage: str, im
     progress(f"evaluate-{stage}: overall {summary['overall']:.3f} "
              + " ".join(f"{tag} {score:.2f}" for tag, score in summary["per_tag"].items()))
     prompt_count = sum(1 for line in store.read(prompts.metadata["eval_prompts"]).decode().splitlines() if line.strip())
-    sampling = {"cfg_scale": cfg_scale, "negative_prompt": negative_prompt, "seed": seed}
+    sampling = {"protocol": protocol, "cfg_scale": cfg_scale if protocol == "fixed" else 6.0,
+                "negative_prompt": negative_prompt if protocol == "fixed" else None, "seed": seed}
     publish(samples, out, {"stage": stage, "model": model.metadata["uri"], "images_per_prompt": images_per_prompt,
                            **sampling})
     record_step(store, root, f"evaluate-{stage}", {

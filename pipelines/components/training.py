@@ -8,14 +8,15 @@ from pipelines.components.stage_support import STAGE_HELPERS, backend_store, pub
 
 @on_base_image(*STAGE_HELPERS)
 def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps: int, batch_size: int,
-             learning_rate: float, procs_per_node: int, timeout_minutes: int, tokens: Input[Dataset],
-             model: Output[Model], save_steps: int = 100) -> None:
+             learning_rate: float, lr_schedule: str, weight_decay: float, loss_on: str, procs_per_node: int,
+             timeout_minutes: int, tokens: Input[Dataset], model: Output[Model], save_steps: int = 100) -> None:
     """Next-token pretraining of a random-init model of the preset on token shards; the final checkpoint."""
     from simplear.store import join
 
     out = join(root, "models", "pretrain")
     args = ["--data", tokens.metadata["uri"], "--output", out, "--preset", preset,
             "--max-steps", steps, "--batch-size", batch_size, "--learning-rate", learning_rate,
+            "--lr-schedule", lr_schedule, "--weight-decay", weight_decay, "--loss-on", loss_on,
             "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps, "--logging-steps", 10]
     seconds = run_stage(backend, runs_dir, "pretrain", "pretrain", args, procs_per_node, timeout_minutes, run_id)
     publish(model, join(out, "final"), {"stage": "pretrain", "steps": steps, "run": out})
@@ -25,15 +26,16 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
 
 @on_base_image(*STAGE_HELPERS)
 def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_size: int, learning_rate: float,
-        procs_per_node: int, timeout_minutes: int, tokens: Input[Dataset], init: Input[Model], model: Output[Model],
-        save_steps: int = 100) -> None:
+        lr_schedule: str, weight_decay: float, loss_on: str, procs_per_node: int, timeout_minutes: int,
+        tokens: Input[Dataset], init: Input[Model], model: Output[Model], save_steps: int = 100) -> None:
     """Supervised fine-tuning of a checkpoint on token shards; the final checkpoint."""
     from simplear.store import join
 
     out = join(root, "models", "sft")
     args = ["--data", tokens.metadata["uri"], "--output", out, "--init", "checkpoint",
             "--init-from", init.metadata["uri"], "--max-steps", steps, "--batch-size", batch_size,
-            "--learning-rate", learning_rate, "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps,
+            "--learning-rate", learning_rate, "--lr-schedule", lr_schedule, "--weight-decay", weight_decay,
+            "--loss-on", loss_on, "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps,
             "--logging-steps", 10]
     seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes, run_id)
     publish(model, join(out, "final"), {"stage": "sft", "steps": steps, "run": out})
@@ -43,12 +45,14 @@ def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_s
 
 @on_base_image(*STAGE_HELPERS)
 def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps: int, batch_size: int,
-         num_generations: int, num_iterations: int, learning_rate: float, max_minutes: float, cfg_scale: float,
-         seed: int, rollout: str, rollout_engine: str, procs_per_node: int, timeout_minutes: int,
-         prompts: Input[Dataset],
-         init: Input[Model], model: Output[Model], reward_curve: Output[HTML], caption: str = "short",
-         save_steps: int = 25) -> None:
-    """GRPO with the exact shapes reward, rollouts in the trainer or from a rollout server; model and reward curve."""
+         num_generations: int, num_iterations: int, learning_rate: float, max_minutes: float, policy: str,
+         prompt_prefix: str, beta: float, cfg_scale: float, negative_prompt: str, seed: int, rollout: str,
+         rollout_engine: str, procs_per_node: int, timeout_minutes: int, prompts: Input[Dataset], init: Input[Model],
+         model: Output[Model], reward_curve: Output[HTML], caption: str = "short", save_steps: int = 25) -> None:
+    """GRPO with the exact shapes reward, rollouts in the trainer or from a rollout server; model and reward curve.
+
+    Policy plain samples without CFG; guided samples with `cfg_scale` against `negative_prompt` and trains on that.
+    """
     import base64
     import json
 
@@ -61,8 +65,11 @@ def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps
     args = ["--prompts", prompts.metadata["meta"], "--caption", caption, "--init-from", init.metadata["uri"],
             "--output", out, "--preset", preset, "--max-steps", steps, "--batch-size", batch_size,
             "--num-generations", num_generations, "--num-iterations", num_iterations,
-            "--learning-rate", learning_rate, "--warmup-ratio", 0.05, "--cfg-scale", cfg_scale, "--seed", seed,
-            "--save-steps", save_steps, "--logging-steps", 1]
+            "--learning-rate", learning_rate, "--warmup-ratio", 0.05, "--policy", policy,
+            "--prompt-prefix", prompt_prefix, "--beta", beta, "--seed", seed, "--save-steps", save_steps,
+            "--logging-steps", 1]
+    if policy == "guided":
+        args += ["--cfg-scale", cfg_scale, "--negative-prompt", negative_prompt]
     if max_minutes > 0:
         args += ["--max-minutes", max_minutes]
     server = {"model": init.metadata["uri"], "engine": rollout_engine} if rollout == "server" else None

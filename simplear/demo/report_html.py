@@ -76,6 +76,8 @@ def _evaluation_text(report: dict) -> str:
         return "No evaluation ran."
     sampling = evaluation["sampling"]
     negative = repr(sampling["negative_prompt"]) if sampling["negative_prompt"] else "the CFG-dropped prompt"
+    if sampling.get("protocol") == "simplear":
+        negative = "upstream's negative prompt, each prompt behind a random training prefix"
     return (f"Every stage evaluated on the same {evaluation['prompts']} held-out prompts x "
             f"{evaluation['images_per_prompt']} images: CFG {sampling['cfg_scale']:g} against {negative}, seeds from "
             f"{sampling['seed']}.")

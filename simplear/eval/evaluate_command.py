@@ -1,4 +1,8 @@
-"""`simplear evaluate`: GenEval or DPG-Bench prompts to images in the benchmark's own layout; shapes runs scored."""
+"""`simplear evaluate`: GenEval or DPG-Bench prompts to images in the benchmark's own layout; shapes runs scored.
+
+`--protocol fixed` (default) samples as the flags say; `--protocol simplear` is upstream's published protocol
+(simplear.eval.protocols).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from simplear.config import SamplingConfig, VisionConfig
 from simplear.eval.dpg_run import read_dpg_prompts, run_dpg
 from simplear.eval.geneval_layout import PromptFileError, read_geneval_prompts
 from simplear.eval.geneval_run import run_geneval
+from simplear.eval.protocols import PROTOCOLS, SIMPLEAR_IMAGES_PER_PROMPT, protocol_sampling
 from simplear.sampling.sampler import Sampler
 from simplear.store import Store, StoreError, canonical, claim_settings
 
@@ -21,6 +26,9 @@ SETTINGS_FILE = "evaluate.json"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `simplear evaluate`; RANK and WORLD_SIZE come from the environment."""
     parser.add_argument("--benchmark", choices=("geneval", "dpg"), default="geneval")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="fixed",
+                        help="fixed: the flags' sampling behind the fixed prefix; simplear: upstream's (random "
+                             "prefixes, its negative prompt, CFG 6, top-k 64000, 4 images, GenEval reprompts)")
     parser.add_argument("--prompts", required=True,
                         help="geneval: evaluation_metadata.jsonl; dpg: a folder of <id>.txt (path or store URI)")
     parser.add_argument("--out", required=True, help="output folder (path or store URI)")
@@ -49,10 +57,15 @@ def evaluate_settings(args: argparse.Namespace, sampling: SamplingConfig, vision
 
 def run(args: argparse.Namespace) -> int:
     """Generate this rank's part; rank 0 prints the shapes summary when asked to score."""
-    sampling = sampling_from_args("evaluate", args)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if args.n < 1 or args.batch_size < 1 or not 0 <= rank < world:
         raise SystemExit("simplear evaluate: need --n >= 1, --batch-size >= 1 and 0 <= RANK < WORLD_SIZE")
+    if args.protocol == "simplear" and args.n != SIMPLEAR_IMAGES_PER_PROMPT:
+        raise SystemExit(f"simplear evaluate: protocol simplear draws {SIMPLEAR_IMAGES_PER_PROMPT} images per prompt")
+    try:
+        sampling = protocol_sampling(args.protocol, sampling_from_args("evaluate", args))
+    except ValueError as err:
+        raise SystemExit(f"simplear evaluate: {err}") from None
     store = Store()
     try:
         prompts = read_geneval_prompts(store, args.prompts) if args.benchmark == "geneval" \
@@ -65,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
     sampler, grid = Sampler(model), vision.grid
     progress = not args.no_progress
     if args.benchmark == "dpg":
-        run_dpg(sampler, tokenizer, prompts, args.out, sampling, grid, args.batch_size, rank, world, store, progress)
+        run_dpg(sampler, tokenizer, prompts, args.out, sampling, grid, args.batch_size, rank, world, store, progress,
+                args.protocol)
         return 0
     summary = run_geneval(sampler, tokenizer, prompts, args.out, args.n, sampling, grid, args.batch_size, rank,
-                          world, args.score_shapes, store, progress=progress)
+                          world, args.score_shapes, store, progress=progress, protocol=args.protocol)
     if summary is not None:
         print(json.dumps({"per_tag": asdict(summary)["per_tag"], "overall": summary.overall}))
     return 0

@@ -8,7 +8,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from simplear.config import SamplingConfig
-from simplear.sampling.batch import Request
+from simplear.eval.protocols import Protocol, prompt_requests
 from simplear.sampling.images import sample_images
 from simplear.sampling.sampler import Sampler
 from simplear.vision.base import VisualTokenizer
@@ -17,15 +17,13 @@ from simplear.vision.base import VisualTokenizer
 def run_prompts(
     sampler: Sampler, tokenizer: VisualTokenizer, prompts: list[str], n: int, sampling: SamplingConfig, grid: int,
     batch_size: int, todo: list[int], save: Callable[[int, list[Image.Image]], None], progress: bool = True,
+    protocol: Protocol = "fixed",
 ) -> None:
-    """For each prompt index in `todo`, sample `n` images with seeds `seed + index * n + j` and hand them to `save`."""
+    """For each prompt index in `todo`, sample `n` images as the protocol asks and hand them to `save`."""
     per_batch = max(1, batch_size // n)
     for start in tqdm(range(0, len(todo), per_batch), desc="evaluate", unit="batch", disable=not progress):
         indices = todo[start : start + per_batch]
-        requests = [
-            Request(prompts[i], sampling.model_copy(update={"seed": sampling.seed + i * n + j}))
-            for i in indices for j in range(n)
-        ]
+        requests = [r for i in indices for r in prompt_requests(protocol, prompts[i], i, n, sampling)]
         images, _ = sample_images(sampler, tokenizer, requests, grid)
         for k, index in enumerate(indices):
             save(index, images[k * n : (k + 1) * n])

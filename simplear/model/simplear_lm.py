@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
 from simplear.config import ModelShape, Preset, VisionConfig
+from simplear.model.generation_config import GenerationDefaults, read_generation_defaults
 from simplear.model.text_tokenizer import build_text_tokenizer
 from simplear.model.vocab import SPECIAL_TOKENS, VisualVocab
 from simplear.store import Store, is_s3, join
 
 CODEBOOK_KEY = "simplear_codebook_size"
 VISION_FILE = "vision.json"
-ACCEPTED_ARCHITECTURES = ("Qwen2ForCausalLM", "SimpARForCausalLM")
+QWEN2_ARCHITECTURE = "Qwen2ForCausalLM"
+ACCEPTED_ARCHITECTURES = (QWEN2_ARCHITECTURE, "SimpARForCausalLM")
+"""Ours, and the released checkpoints' Qwen2ForCausalLM subclass (wdrink/SimpleAR simpar_qwen2.py) that adds only
+generation helpers."""
 
 
 @dataclass
@@ -27,6 +31,7 @@ class SimpleARModel:
     tokenizer: PreTrainedTokenizerBase
     vocab: VisualVocab
     vision: VisionConfig | None = None
+    generation: GenerationDefaults = field(default_factory=GenerationDefaults)
 
     @classmethod
     def load(
@@ -68,16 +73,17 @@ class SimpleARModel:
             raise ValueError(
                 f"{path}: vocabulary of {config.vocab_size} cannot hold {len(tokenizer)} text tokens + {size} codes"
             )
+        generation = read_generation_defaults(path)
         lm = Qwen2ForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device).eval()
         vision = _read_vision(path, origin)
         if vision is not None and vision.codebook_size != size:
             raise ValueError(f"{path}: {VISION_FILE} has {vision.codebook_size} codes but the model has {size}")
         vocab = VisualVocab(offset=len(tokenizer), codebook_size=size)
-        return cls(lm=lm, tokenizer=tokenizer, vocab=vocab, vision=vision)
+        return cls(lm=lm, tokenizer=tokenizer, vocab=vocab, vision=vision, generation=generation)
 
     def save(self, uri: str | Path, store: Store | None = None) -> dict:
         """Write a Hugging Face directory (safetensors, tokenizer, config, vision.json), manifest last."""
-        self.lm.config.architectures = ["Qwen2ForCausalLM"]
+        self.lm.config.architectures = [QWEN2_ARCHITECTURE]
         setattr(self.lm.config, CODEBOOK_KEY, self.vocab.codebook_size)
         with tempfile.TemporaryDirectory(prefix="simplear-save-") as tmp:
             self.lm.save_pretrained(tmp)
@@ -119,6 +125,20 @@ class SimpleARModel:
         lm = Qwen2ForCausalLM(qwen2_config(preset.shape, len(tokenizer) + codebook)).to(dtype).eval()
         vocab = VisualVocab(offset=len(tokenizer), codebook_size=codebook)
         return cls(lm=lm, tokenizer=tokenizer, vocab=vocab, vision=preset.vision)
+
+    def check_vision(self, vision: VisionConfig, source: str, preset: str) -> None:
+        """Refuse a visual tokenizer whose codebook is not the model's, before any image is sampled.
+
+        A released SimpleAR checkpoint carries no vision.json, so its visual tokenizer is the preset's.
+        """
+        if vision.codebook_size != self.vocab.codebook_size:
+            raise ValueError(
+                f"{source} writes {self.vocab.codebook_size} visual codes but the visual tokenizer in use "
+                f"({vision.kind}, from {'its vision.json' if self.vision else f'--preset {preset}'}) has "
+                f"{vision.codebook_size}: "
+                f"pass the --preset the model was trained with (0.5B or 1.5B for a released SimpleAR checkpoint, "
+                f"which uses Cosmos) and --vision-checkpoint with the Cosmos tokenizer directory"
+            )
 
     def encode_prompts(self, texts: list[str]) -> list[list[int]]:
         """Token ids of already-formatted prompts (no BOS is added, as in the original)."""

@@ -7,17 +7,18 @@ from dataclasses import dataclass, field
 import torch
 
 from simplear.config import SamplingConfig
-from simplear.model.prompt import negative_prompt, t2i_prompt
+from simplear.model.prompt import GENERATION_PREFIX, negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.processing import SamplingModes
 
 
 @dataclass(frozen=True)
 class Request:
-    """One image to generate: a caption and its own sampling parameters."""
+    """One image to generate: a caption, its own sampling parameters, and the prefix its prompt puts before it."""
 
     prompt: str
     params: SamplingConfig = field(default_factory=SamplingConfig)
+    prefix: str = GENERATION_PREFIX
 
 
 @dataclass
@@ -32,6 +33,7 @@ class PromptBatch:
     temperature: torch.Tensor
     top_k: torch.Tensor
     top_p: torch.Tensor
+    repetition_penalty: torch.Tensor
     seeds: torch.Tensor
     with_uncond: bool
     modes: SamplingModes
@@ -50,11 +52,14 @@ class PromptBatch:
 def build_batch(
     model: SimpleARModel, requests: list[Request], device: torch.device, pad_multiple: int = 1
 ) -> PromptBatch:
-    """Encode captions and negative prompts; CFG rows are added only if some request has a scale other than 1."""
+    """Encode captions and negative prompts; CFG rows are added only if some request has a scale other than 1.
+
+    A request without a repetition penalty takes the checkpoint's (its generation_config.json).
+    """
     if not requests:
         raise ValueError("no requests to sample")
     with_uncond = any(r.params.cfg_scale != 1.0 for r in requests)
-    texts = [t2i_prompt(r.prompt) for r in requests]
+    texts = [t2i_prompt(r.prompt, r.prefix) for r in requests]
     if with_uncond:
         texts += [negative_prompt(r.params.negative_prompt) for r in requests]
     encoded = model.encode_prompts(texts)
@@ -70,6 +75,9 @@ def build_batch(
     def param(name: str, dtype: torch.dtype) -> torch.Tensor:
         return torch.tensor([getattr(r.params, name) for r in requests], dtype=dtype, device=device)
 
+    penalties = [model.generation.repetition_penalty if r.params.repetition_penalty is None
+                 else r.params.repetition_penalty for r in requests]
+
     return PromptBatch(
         ids=ids.to(device),
         real=real.to(device),
@@ -79,11 +87,13 @@ def build_batch(
         temperature=param("temperature", torch.float32),
         top_k=param("top_k", torch.long),
         top_p=param("top_p", torch.float32),
+        repetition_penalty=torch.tensor(penalties, dtype=torch.float32, device=device),
         seeds=param("seed", torch.long),
         with_uncond=with_uncond,
         modes=SamplingModes(
             scaled=any(r.params.temperature not in (0.0, 1.0) for r in requests),
             filtered=any(r.params.top_k > 0 or r.params.top_p < 1.0 for r in requests),
             greedy=any(r.params.temperature == 0.0 for r in requests),
+            penalized=any(p != 1.0 for p in penalties),
         ),
     )

@@ -9,11 +9,18 @@ import torch
 
 @dataclass(frozen=True)
 class SamplingModes:
-    """Which optional steps some request of a batch needs: temperature, top-k/top-p, greedy rows."""
+    """Which optional steps some request of a batch needs: temperature, top-k/top-p, greedy rows, a penalty."""
 
     scaled: bool
     filtered: bool
     greedy: bool
+    penalized: bool = False
+
+
+def repetition_penalized(logits: torch.Tensor, seen: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """transformers' repetition penalty on code logits [B, codes]: seen codes' logits divided (> 0) or multiplied."""
+    p = penalty.to(logits.dtype)[:, None]
+    return torch.where(seen, torch.where(logits < 0, logits * p, logits / p), logits)
 
 
 def guided_logprobs(logits: torch.Tensor, cfg_scale: torch.Tensor, with_uncond: bool) -> torch.Tensor:

@@ -12,7 +12,7 @@ from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import PromptBatch, Request, build_batch
 from simplear.sampling.decoder import Decoder, KVCache
 from simplear.sampling.graphs import StepGraphs
-from simplear.sampling.processing import categorical, guided_logprobs, target_probs
+from simplear.sampling.processing import categorical, guided_logprobs, repetition_penalized, target_probs
 from simplear.sampling.rng import uniform
 from simplear.sampling.sjd import SJDStats, jacobi_decode
 
@@ -34,6 +34,7 @@ class DecodeState:
     codes: torch.Tensor
     logprobs: torch.Tensor
     noise: torch.Tensor
+    seen: torch.Tensor
     step: torch.Tensor
     graphs: StepGraphs | None
 
@@ -74,7 +75,7 @@ class Sampler:
         width = batch.ids.shape[1]
         cols = torch.arange(width, device=self.device).expand(batch.rows, -1)
         logits = self.decoder.forward(batch.ids, batch.positions, cols, state.cache, width, batch.real)
-        state.codes[:, 0], state.logprobs[:, 0] = self._pick(batch, logits[:, -1], state.noise[:, 0])
+        state.codes[:, 0], state.logprobs[:, 0] = self._pick(batch, logits[:, -1], state.noise[:, 0], state.seen)
         state.step.fill_(1)
         for t in tqdm(range(1, num_codes), desc="decode", unit="tok", disable=not progress, leave=False):
             kv_len = self._attention_length(width + t, state.cache.max_len)
@@ -88,6 +89,9 @@ class Sampler:
     def generate_sjd(self, requests: list[Request], num_codes: int, window: int = 16) -> tuple[torch.Tensor, SJDStats]:
         """Codes by speculative Jacobi decoding: the same distribution as `generate`, fewer forward passes."""
         batch = self._batch(requests, num_codes)
+        if batch.modes.penalized:
+            raise ValueError("speculative Jacobi decoding applies no repetition penalty; set it to 1 or decode "
+                             "without SJD")
         return jacobi_decode(self.decoder, self.model.vocab, batch, num_codes, window)
 
     def _batch(self, requests: list[Request], num_codes: int, pad_multiple: int = 1) -> PromptBatch:
@@ -113,6 +117,7 @@ class Sampler:
         if self._state is not None and self._key == key:
             _copy_into(self._state.batch, batch)
             self._state.noise.copy_(noise)
+            self._state.seen.zero_()
             return self._state
         self._state = None
         self._state = DecodeState(
@@ -121,6 +126,7 @@ class Sampler:
             codes=torch.zeros(batch.size, num_codes, dtype=torch.long, device=self.device),
             logprobs=torch.zeros(batch.size, num_codes, dtype=torch.float32, device=self.device),
             noise=noise,
+            seen=torch.zeros(batch.size, self.model.vocab.codebook_size, dtype=torch.bool, device=self.device),
             step=torch.zeros((), dtype=torch.long, device=self.device),
             graphs=StepGraphs() if self.cuda_graphs else None,
         )
@@ -135,17 +141,28 @@ class Sampler:
         positions = (b.lengths + (t - 1))[:, None]
         cols = (t + (b.ids.shape[1] - 1)).expand(b.rows, 1)
         logits = self.decoder.forward(ids, positions, cols, state.cache, kv_len)
-        code, logprob = self._pick(b, logits[:, 0], state.noise.index_select(1, t.view(1)).squeeze(1))
+        code, logprob = self._pick(b, logits[:, 0], state.noise.index_select(1, t.view(1)).squeeze(1), state.seen)
         state.codes.index_copy_(1, t.view(1), code[:, None])
         state.logprobs.index_copy_(1, t.view(1), logprob[:, None])
         t.add_(1)
 
     @staticmethod
-    def _pick(batch: PromptBatch, logits: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Guided, filtered draw of one code per request from code logits [rows, codes], and its log-probability."""
+    def _pick(
+        batch: PromptBatch, logits: torch.Tensor, noise: torch.Tensor, seen: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Guided, filtered draw of one code per request from code logits [rows, codes], and its log-probability.
+
+        A repetition penalty acts on the conditional rows' logits of the codes already drawn, before CFG (as
+        transformers' processor does before upstream's CFG processor); `seen` [B, codes] records the draws.
+        """
+        if batch.modes.penalized:
+            cond = repetition_penalized(logits[: batch.size], seen, batch.repetition_penalty)
+            logits = torch.cat([cond, logits[batch.size :]])
         logprobs = guided_logprobs(logits, batch.cfg_scale, batch.with_uncond)
         probs = target_probs(logprobs, batch.temperature, batch.top_k, batch.top_p, batch.modes)
         code = categorical(probs, noise)
+        if batch.modes.penalized:
+            seen.scatter_(1, code[:, None], True)
         return code, (probs.gather(1, code[:, None]).squeeze(1) / probs.sum(dim=-1)).log()
 
 

@@ -15,7 +15,8 @@ class CfgRow:
     """One vLLM request's part in CFG: its pair, its role, the guidance scale and the code range it may write.
 
     `solo` rows (CFG scale 1) have no partner; `abort_token` is what a row of a split pair is forced to emit
-    (it is one of the request's stop tokens); `admit_alone` lets the pair scheduler admit the row without its
+    (it is one of the request's stop tokens); `repetition_penalty` acts on the conditional (or solo) row's logits
+    of the codes it already drew, before CFG; `admit_alone` lets the pair scheduler admit the row without its
     partner, which only fault-injection tests ask for.
     """
 
@@ -25,6 +26,7 @@ class CfgRow:
     code_start: int
     code_end: int
     abort_token: int
+    repetition_penalty: float = 1.0
     admit_alone: bool = False
 
     def to_extra_args(self) -> dict[str, Any]:
@@ -52,6 +54,8 @@ def cfg_row(extra_args: dict[str, Any] | None) -> CfgRow | None:
         raise ValueError(f"extra_args[{KEY!r}].role must be one of {ROLES}, got {row.role!r}")
     if not 0 <= row.code_start < row.code_end:
         raise ValueError(f"extra_args[{KEY!r}] code range [{row.code_start}, {row.code_end}) is empty")
+    if not row.repetition_penalty > 0:
+        raise ValueError(f"extra_args[{KEY!r}].repetition_penalty must be positive, got {row.repetition_penalty}")
     if row.code_start <= row.abort_token < row.code_end:
         raise ValueError(f"extra_args[{KEY!r}].abort_token {row.abort_token} lies inside the code range")
     return row

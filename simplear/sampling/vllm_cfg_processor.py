@@ -2,8 +2,9 @@
 
 For every pair in the batch it computes the original CFG, `u + s * (c - u)` on the log-softmax of the code
 slice (as `processing.guided_logprobs` does), writes the result into both rows and -inf everywhere outside the
-code range. Both requests carry the same seed, so vLLM's sampler draws the same code for both and the two
-sequences stay identical token for token. A pair whose rows are not both in the batch with the same number of
+code range; a repetition penalty acts first on the conditional row's logits of the codes it already drew.
+Both requests carry the same seed, so vLLM's sampler draws the same code for both and the two sequences stay
+identical token for token. A pair whose rows are not both in the batch with the same number of
 generated tokens was admitted apart (or preempted apart): its guidance would be wrong, so both rows are forced
 to emit their abort token, which stops them, and the engine fails that pair instead of returning it.
 """
@@ -19,6 +20,7 @@ from vllm.config import VllmConfig
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
+from simplear.sampling.processing import repetition_penalized
 from simplear.sampling.vllm_cfg_args import CfgRow, cfg_row
 
 
@@ -102,7 +104,7 @@ class CfgPairProcessor(LogitsProcessor):
         if not rows:
             return
         index = torch.tensor(rows, device=logits.device)
-        logp = logits[index, start:end].float().log_softmax(dim=-1)
+        logp = self._penalized(logits[index, start:end].float(), rows, len(plan.cond), start).log_softmax(dim=-1)
         pairs = len(plan.cond)
         if pairs:
             cond, uncond = logp[:pairs], logp[pairs : 2 * pairs]
@@ -111,6 +113,18 @@ class CfgPairProcessor(LogitsProcessor):
             logp = torch.cat([guided, guided, logp[2 * pairs :]])
         logits[index] = float("-inf")
         logits[index, start:end] = logp.to(logits.dtype)
+
+    def _penalized(self, code_logits: torch.Tensor, rows: list[int], pairs: int, start: int) -> torch.Tensor:
+        """The code logits with each conditional and solo row's repetition penalty on the codes it drew."""
+        penalties = [1.0 if k in range(pairs, 2 * pairs) else self.rows[row].cfg.repetition_penalty
+                     for k, row in enumerate(rows)]
+        if all(p == 1.0 for p in penalties):
+            return code_logits
+        seen = torch.zeros_like(code_logits, dtype=torch.bool)
+        for k, row in enumerate(rows):
+            drawn = [t - start for t in self.rows[row].output if start <= t < start + code_logits.shape[1]]
+            seen[k, drawn] = True
+        return repetition_penalized(code_logits, seen, torch.tensor(penalties, device=code_logits.device))
 
 
 def _new_row(params: SamplingParams, prompt_ids: list[int] | None, output_ids: list[int]) -> _Row | None:

@@ -23,8 +23,9 @@ from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoTokenizer
 
 from simplear.config import VllmEngineConfig
+from simplear.model.generation_config import read_generation_defaults
 from simplear.model.prompt import negative_prompt, t2i_prompt
-from simplear.model.simplear_lm import CODEBOOK_KEY
+from simplear.model.simplear_lm import CODEBOOK_KEY, QWEN2_ARCHITECTURE
 from simplear.model.vocab import VisualVocab
 from simplear.sampling.batch import Request
 from simplear.sampling.sampler import Samples
@@ -83,6 +84,7 @@ class VllmEngine:
         self.model_dir = Path(model_dir)
         self.config = config
         self.vocab, self.max_positions = read_vocab(self.model_dir)
+        self.generation = read_generation_defaults(self.model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.abort_token = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
         self._counter = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
@@ -113,6 +115,7 @@ class VllmEngine:
         dtype = self.config.dtype if self.config.dtype != "auto" else ("float32" if cpu else "bfloat16")
         args = AsyncEngineArgs(
             model=str(self.model_dir),
+            hf_overrides={"architectures": [QWEN2_ARCHITECTURE]},  # released checkpoints name SimpARForCausalLM
             skip_tokenizer_init=True,
             dtype=dtype,
             seed=0,
@@ -210,12 +213,16 @@ class VllmEngine:
         rows = []
         for image, request in enumerate(requests):
             params = request.params
-            roles: list[tuple[Role, str]] = [("solo", t2i_prompt(request.prompt))]
+            penalty = self.generation.repetition_penalty if params.repetition_penalty is None \
+                else params.repetition_penalty
+            prompt = t2i_prompt(request.prompt, request.prefix)
+            roles: list[tuple[Role, str]] = [("solo", prompt)]
             if params.cfg_scale != 1.0:
-                roles = [("cond", t2i_prompt(request.prompt)), ("uncond", negative_prompt(params.negative_prompt))]
+                roles = [("cond", prompt), ("uncond", negative_prompt(params.negative_prompt))]
             for role, text in roles:
                 cfg = CfgRow(pair=f"{batch}-{image}", role=role, scale=params.cfg_scale, code_start=self.vocab.offset,
-                             code_end=self.vocab.end, abort_token=self.abort_token, admit_alone=admit_alone)
+                             code_end=self.vocab.end, abort_token=self.abort_token, repetition_penalty=penalty,
+                             admit_alone=admit_alone)
                 ids = self.tokenizer(text, add_special_tokens=False).input_ids
                 rows.append(_Row(image=image, ids=ids, cfg=cfg))
         return rows

@@ -27,6 +27,7 @@ def load_generator(config: ServeConfig) -> tuple[ImageGenerator, tuple[int, ...]
         vision = VisionConfig(**{**trained.model_dump(), "checkpoint": config.vision_checkpoint or trained.checkpoint})
     except ValidationError as err:
         raise ValueError(f"vision settings: {err}") from None
+    model.check_vision(vision, "the random model" if config.random_init else config.model_dir, config.preset)
     tokenizer = None if config.codes_only else load_visual_tokenizer(vision, device=device, encoder=False)
     engine = build_engine(config.engine, model, None if config.random_init else config.model_dir)
     resolutions = served_resolutions(config.limits, vision, engine.max_positions)

@@ -1,8 +1,9 @@
-"""Batches of training examples: right padding, attention mask, and labels only where the target is a visual code."""
+"""Batches of training examples: right padding, attention mask, and labels on every token or on the codes only."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -13,10 +14,15 @@ IGNORE_INDEX = -100
 
 @dataclass(frozen=True)
 class CodeCollator:
-    """Right-pads `input_ids` with `pad_id`; labels are the visual-code ids, IGNORE_INDEX on prompt and padding."""
+    """Right-pads `input_ids` with `pad_id`; labels are every real token (`all`, upstream's) or the codes only.
+
+    IGNORE_INDEX marks padding, and with `codes` the prompt too; the model shifts the labels, so the first token is
+    never a target.
+    """
 
     vocab: VisualVocab
     pad_id: int
+    loss_on: Literal["all", "codes"] = "all"
 
     def __call__(self, examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """input_ids, attention_mask and labels [batch, longest example]."""
@@ -27,6 +33,8 @@ class CodeCollator:
             ids = example["input_ids"]
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
-        is_code = (input_ids >= self.vocab.offset) & (input_ids < self.vocab.end) & attention_mask.bool()
-        labels = torch.where(is_code, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+        target = attention_mask.bool()
+        if self.loss_on == "codes":
+            target &= (input_ids >= self.vocab.offset) & (input_ids < self.vocab.end)
+        labels = torch.where(target, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

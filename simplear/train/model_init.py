@@ -29,6 +29,7 @@ def initial_model(config: TrainConfig, codebook_size: int, store: Store) -> Simp
                 f"{config.data} has {codebook_size}"
             )
     model.vision = model.vision or get_preset(config.preset).vision
+    model.check_vision(model.vision, str(config.init_from or "the random model"), config.preset)
     model.lm.config.architectures = ["Qwen2ForCausalLM"]
     setattr(model.lm.config, CODEBOOK_KEY, model.vocab.codebook_size)
     model.lm.train()

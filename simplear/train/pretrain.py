@@ -109,7 +109,7 @@ def train(config: TrainConfig, store: Store | None = None) -> TrainResult:
         model=model.lm,
         args=args,
         train_dataset=dataset,
-        data_collator=CodeCollator(model.vocab, pad_id=model.tokenizer.pad_token_id),
+        data_collator=CodeCollator(model.vocab, pad_id=model.tokenizer.pad_token_id, loss_on=config.loss_on),
         processing_class=model.tokenizer,
         callbacks=[
             StoreCheckpointCallback(store, config.output),

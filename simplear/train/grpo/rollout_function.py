@@ -1,15 +1,11 @@
-"""trl's `rollout_func` over a RolloutClient: one image per (repeated) prompt, sampled with CFG and decoded.
+"""trl's `rollout_func` over a RolloutClient: one image per (repeated) prompt, sampled and decoded.
 
-How the policy ratio relates to these rollouts. Images are sampled with classifier-free guidance, so they come from
-the guided distribution, not from the conditional model being trained. The trainer (trl's GRPO loss, unchanged)
-scores every code with its own forward pass of the conditional prompt `<|t2i|>caption<|soi|>` and takes the ratio
-pi_theta / pi_old between two such conditional log-probabilities: pi_old is the policy that was current when the
-rollouts were made (trl recomputes it when a batch is reused for several updates, and uses the detached current value
-when it is not, so the ratio starts at 1). The guided sampling log-probabilities returned here are therefore never the
-denominator of that ratio: importance-weighting guided samples back to the conditional model would undo CFG. They go
-to trl as the `logprobs` it requires (which it only reads for vLLM importance-sampling correction, off here) and into
-the logs; freshness is checked with the policy version instead: a rollout must come from the weights pushed for the
-current optimizer step, or the step fails rather than train on stale samples.
+Rollouts are drawn with the run's sampling settings: without CFG for policy `plain`, with it for `guided`. The
+trainer scores them with the same distribution (sampled_policy.py), so the ratio pi_theta / pi_old of trl's loss
+is between two values of the policy that sampled, and it starts at 1 for the sampler's own weights. The sampling
+log-probabilities returned here go to trl as the `logprobs` it requires (it reads them only for vLLM importance
+sampling, off here) and into the logs. Freshness is checked with the policy version: a rollout must come from the
+weights pushed for the current optimizer step, or the step fails rather than train on stale samples.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ from typing import Any
 from trl import GRPOTrainer
 
 from simplear.config import SamplingConfig
-from simplear.model.prompt import t2i_prompt
+from simplear.model.prompt import GENERATION_PREFIX, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request
 from simplear.train import distributed
@@ -52,7 +48,7 @@ class RolloutFunction:
 
     def __init__(
         self, client: RolloutClient, model: SimpleARModel, decoder: VisualTokenizer, grid: int,
-        sampling: SamplingConfig, times: StepTimes, shared_engine: bool = False,
+        sampling: SamplingConfig, times: StepTimes, prefix: str = GENERATION_PREFIX, shared_engine: bool = False,
     ) -> None:
         self.client = client
         self.shared_engine = shared_engine
@@ -60,6 +56,7 @@ class RolloutFunction:
         self.decoder = decoder
         self.grid = grid
         self.sampling = sampling
+        self.prefix = prefix
         self.times = times
         self.pushed_step: int | None = None
         self.version: int | None = None
@@ -73,7 +70,8 @@ class RolloutFunction:
             self.version = self._push_weights()
             self.pushed_step = step
         requests = [
-            Request(prompt, self.sampling.model_copy(update={"seed": rollout_seed(self.sampling.seed, step, rank, i)}))
+            Request(prompt, self.sampling.model_copy(update={"seed": rollout_seed(self.sampling.seed, step, rank, i)}),
+                    self.prefix)
             for i, prompt in enumerate(prompts)
         ]
         rollout = self.client.generate(requests, self.grid * self.grid)
@@ -86,7 +84,7 @@ class RolloutFunction:
         self.last_logprob_mean = float(rollout.logprobs.mean())
         self.times.add("rollout", time.perf_counter() - started)
         return {
-            "prompt_ids": self.model.encode_prompts([t2i_prompt(prompt) for prompt in prompts]),
+            "prompt_ids": self.model.encode_prompts([t2i_prompt(prompt, self.prefix) for prompt in prompts]),
             "completion_ids": self.model.vocab.to_ids(rollout.codes).tolist(),
             "logprobs": rollout.logprobs.tolist(),
             IMAGES_FIELD: images,

@@ -21,16 +21,16 @@ from pathlib import Path
 
 from simplear.config import GRPOTrainConfig, VisionConfig, get_preset
 from simplear.eval.geneval_layout import png_bytes
-from simplear.model.simplear_lm import SimpleARModel
+from simplear.model.simplear_lm import QWEN2_ARCHITECTURE, SimpleARModel
 from simplear.store import Store, is_s3, join
 from simplear.train import distributed
 from simplear.train.checkpoint_callback import StoreCheckpointCallback
 from simplear.train.grpo.metrics import GRPOMetricsCallback
 from simplear.train.grpo.prompt_source import load_prompts, prompt_dataset
-from simplear.train.grpo.resumable_order import ResumableGRPOTrainer
 from simplear.train.grpo.reward_curve import draw_reward_curve, reward_curve
 from simplear.train.grpo.rollout_clients import rollout_client
 from simplear.train.grpo.rollout_function import RolloutFunction
+from simplear.train.grpo.sampled_policy import SampledPolicy, SampledPolicyTrainer
 from simplear.train.grpo.step_times import StepTimes
 from simplear.train.grpo.time_limit import TimeLimitCallback
 from simplear.train.grpo.trainer_args import grpo_arguments
@@ -63,23 +63,38 @@ class GRPOResult(TrainResult):
 
 
 def load_policy(config: GRPOTrainConfig, store: Store, local_dir: Path) -> SimpleARModel:
-    """The SFT model in fp32, from a directory kept for the run (trl reloads it as the reference when beta > 0)."""
+    """The SFT model in fp32, from a directory kept for the run (trl reloads it as the reference when beta > 0).
+
+    trl rebuilds the reference by the architecture its config.json names; a released checkpoint names
+    SimpARForCausalLM, which transformers does not know, so it is first saved again as Qwen2ForCausalLM.
+    """
     source = config.init_from
     if is_s3(source):
-        store.get_artifact(source, local_dir)
-        source = str(local_dir)
-    return SimpleARModel.load(source)
+        store.get_artifact(source, local_dir / "download")
+        source = str(local_dir / "download")
+    model = SimpleARModel.load(source)
+    if model.lm.config.architectures != [QWEN2_ARCHITECTURE]:
+        model.save(local_dir / "qwen2")
+        model = SimpleARModel.load(local_dir / "qwen2")
+    return model
 
 
 def rollout_vision(config: GRPOTrainConfig, model: SimpleARModel) -> VisionConfig:
     """The model's visual tokenizer (its vision.json, else the preset's), the Cosmos checkpoint overridable."""
     vision = model.vision or get_preset(config.preset).vision
-    if vision.codebook_size != model.vocab.codebook_size:
-        raise ValueError(f"{config.init_from} writes {model.vocab.codebook_size} codes but its visual tokenizer "
-                         f"has {vision.codebook_size}; pass the right --preset")
+    model.check_vision(vision, config.init_from, config.preset)
     if config.vision_checkpoint:
         return vision.model_copy(update={"checkpoint": config.vision_checkpoint})
     return vision
+
+
+def rollout_grid(config: GRPOTrainConfig, vision: VisionConfig) -> int:
+    """Codes per side of a rollout image: at `config.resolution`, else the visual tokenizer's."""
+    if config.resolution is None:
+        return vision.grid
+    if config.resolution % vision.downsample:
+        raise ValueError(f"resolution {config.resolution} is not a multiple of the tokenizer's {vision.downsample} px")
+    return config.resolution // vision.downsample
 
 
 def save_reward_curve(store: Store, config: GRPOTrainConfig) -> list[dict]:
@@ -94,7 +109,7 @@ def save_reward_curve(store: Store, config: GRPOTrainConfig) -> list[dict]:
 class GRPORun:
     """A GRPO trainer ready to train, with the policy it trains, its rollouts and where it resumes from."""
 
-    trainer: ResumableGRPOTrainer
+    trainer: SampledPolicyTrainer
     model: SimpleARModel
     rollouts: RolloutFunction
     resume: ResumePoint | None
@@ -106,14 +121,15 @@ def build_run(config: GRPOTrainConfig, store: Store) -> GRPORun:
     workdir = rank_workdir(config)
     model = load_policy(config, store, workdir / "init")
     model.vision = vision = rollout_vision(config, model)
-    args = grpo_arguments(config, workdir / "run", vision.num_codes)
+    grid = rollout_grid(config, vision)
+    args = grpo_arguments(config, workdir / "run", grid * grid)
     model.lm.to(args.device)
     resume = find_resume_point(store, config, workdir / "resume")
     times = StepTimes()
     decoder = load_visual_tokenizer(vision, device=str(args.device), encoder=False)
     rollouts = RolloutFunction(
-        rollout_client(config, model, store), model, decoder, vision.grid, config.sampling, times,
-        shared_engine=config.rollout == "http",
+        rollout_client(config, model, store), model, decoder, grid, config.sampling, times,
+        prefix=config.prompt_prefix, shared_engine=config.rollout == "http",
     )
     rewards = build_rewards(config.rewards, args.device, store)
     callbacks = [
@@ -122,7 +138,8 @@ def build_run(config: GRPOTrainConfig, store: Store) -> GRPORun:
     ]
     if config.max_minutes is not None:
         callbacks.append(TimeLimitCallback(config.max_minutes))
-    trainer = ResumableGRPOTrainer(
+    trainer = SampledPolicyTrainer(
+        policy=SampledPolicy.of_run(config, model),
         model=model.lm,
         reward_funcs=[TrlReward(reward, times) for reward in rewards],
         args=args,

@@ -13,7 +13,7 @@ from simplear.train.run_support import uses_bf16
 
 
 def grpo_arguments(config: GRPOTrainConfig, output_dir: Path, num_codes: int) -> GRPOConfig:
-    """The trainer's arguments; the policy log-probabilities use the rollouts' sampling temperature."""
+    """The trainer's arguments (the log-probabilities themselves come from sampled_policy.py)."""
     on_cpu = not torch.cuda.is_available()
     return GRPOConfig(
         output_dir=str(output_dir),
@@ -34,6 +34,7 @@ def grpo_arguments(config: GRPOTrainConfig, output_dir: Path, num_codes: int) ->
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         beta=config.beta,
+        use_bias_correction_kl=config.kl_ratio_weighted,
         epsilon=config.epsilon,
         epsilon_high=config.epsilon_high,
         loss_type=config.loss_type,

@@ -52,7 +52,7 @@ class HttpRolloutClient:
         if not requests:
             raise ValueError("no requests to sample")
         codes, logprobs, versions = [], [], []
-        for _, run in itertools.groupby(requests, key=lambda r: r.params.model_dump(exclude={"seed"})):
+        for _, run in itertools.groupby(requests, key=lambda r: (r.prefix, r.params.model_dump(exclude={"seed"}))):
             group = list(run)
             answer = self._call("POST", "/generate", _generate_body(group, num_codes))
             shape = (len(group), num_codes)
@@ -91,9 +91,9 @@ class HttpRolloutClient:
 
 
 def _generate_body(group: list[Request], num_codes: int) -> dict[str, Any]:
-    """One /generate body for requests that share every sampling parameter but the seed."""
+    """One /generate body for requests that share their prefix and every sampling parameter but the seed."""
     params = group[0].params.model_dump(exclude={"seed"})
-    return {"prompts": [r.prompt for r in group], "n": 1, "num_codes": num_codes,
+    return {"prompts": [r.prompt for r in group], "prefix": group[0].prefix, "n": 1, "num_codes": num_codes,
             "seeds": [r.params.seed for r in group], **params}
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from simplear.config import SamplingConfig
+from simplear.model.prompt import GENERATION_PREFIX
 
 _DEFAULTS = SamplingConfig()
 
@@ -25,6 +26,7 @@ class GenerateRequest(Body):
     """
 
     prompts: list[str] = Field(min_length=1, description="captions; the server adds the t2i template")
+    prefix: str = Field(default=GENERATION_PREFIX, description="put before every caption")
     n: int = Field(default=1, ge=1, description="images per prompt (a GRPO group)")
     num_codes: int = Field(gt=0, description="visual codes per image")
     cfg_scale: float = _DEFAULTS.cfg_scale
@@ -32,6 +34,7 @@ class GenerateRequest(Body):
     top_k: int = _DEFAULTS.top_k
     top_p: float = _DEFAULTS.top_p
     negative_prompt: str | None = None
+    repetition_penalty: float | None = Field(default=1.0, description="None: the checkpoint's generation_config.json")
     seed: int = _DEFAULTS.seed
     seeds: list[int] | None = Field(default=None, description="one per image, prompt-major")
     return_uncond: bool = Field(default=False, description="vllm only: also return the unconditional rows' codes")

@@ -32,10 +32,11 @@ def to_requests(body: GenerateRequest, engine: RolloutEngine, config: RolloutSer
     seeds = body.seeds or [body.seed + k for k in range(images)]
     try:
         params = [SamplingConfig(cfg_scale=body.cfg_scale, temperature=body.temperature, top_k=body.top_k,
-                                 top_p=body.top_p, seed=seed, negative_prompt=body.negative_prompt) for seed in seeds]
+                                 top_p=body.top_p, seed=seed, negative_prompt=body.negative_prompt,
+                                 repetition_penalty=body.repetition_penalty) for seed in seeds]
     except ValidationError as err:
         raise BadRequest(describe(err.errors())) from None
-    return [Request(prompt=body.prompts[k // body.n], params=params[k]) for k in range(images)]
+    return [Request(prompt=body.prompts[k // body.n], params=params[k], prefix=body.prefix) for k in range(images)]
 
 
 def _check_lengths(body: GenerateRequest, engine: RolloutEngine, config: RolloutServerConfig) -> None:
