@@ -32,6 +32,8 @@ START_ATTEMPTS = 3
 PORT_CLASH_MARKERS = ("address already in use", "is not available on")  # weed's own pre-check says the latter
 LOG_TAIL_CHARS = 3000
 MAX_UNIX_SOCKET_PATH = 100
+MAX_VOLUMES = 10_000  # weed's default (free disk / 128 MB) runs out after a few dozen buckets: each bucket is a collection
+MASTER_TOML = "[master.volume_growth]\ncopy_1 = 1\n"  # one new volume per collection, not weed's default of 7
 
 
 class EmbeddedS3Error(RuntimeError):
@@ -162,6 +164,7 @@ class EmbeddedS3:
             self._data_dir = Path(tempfile.mkdtemp(prefix="simplear-s3-"))
         config = self._data_dir / "s3.json"
         self._write_identity(config)
+        (self._data_dir / "master.toml").write_text(MASTER_TOML)
         attempt = 1
         while True:
             try:
@@ -242,6 +245,7 @@ class EmbeddedS3:
             f"-s3.config={config}",
             "-s3.autoCreateBucket=false",
             "-admin.ui=false",
+            f"-volume.max={MAX_VOLUMES}",
             *_port_flags(self._ports),
         ]
         if self._sockets_fit():

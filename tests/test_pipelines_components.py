@@ -140,9 +140,9 @@ def test_the_evaluation_component_runs_upstreams_protocol(
 
     def evaluate_sft(model_uri, runs_dir, root):  # noqa: ANN001 - kfp reads the real types set below
         model = existing_model(backend="local", uri=model_uri).outputs["model"]
-        data = shapes_data(backend="local", runs_dir=runs_dir, root=root, name="held-out", images=4, seed=3,
-                           eval_per_tag=1, timeout_minutes=5).outputs["data"]
-        evaluate(backend="local", runs_dir=runs_dir, root=root, stage="sft", protocol="simplear",
+        data = shapes_data(backend="local", runs_dir=runs_dir, root=root, data_root=root, run_id="3",
+                           name="held-out", images=4, seed=3, eval_per_tag=1, timeout_minutes=5).outputs["data"]
+        evaluate(backend="local", runs_dir=runs_dir, root=root, run_id="3", stage="sft", protocol="simplear",
                  images_per_prompt=4, cfg_scale=5.0, negative_prompt="", seed=7, procs_per_node=1,
                  timeout_minutes=10, model=model, prompts=data)
 

@@ -561,6 +561,18 @@ def test_an_s3_outage_shorter_than_the_budget_is_survived(caplog: pytest.LogCapt
         server.restart()
 
 
+def test_one_server_holds_a_test_suites_worth_of_buckets(s3_server: EmbeddedS3) -> None:
+    """Every bucket is a SeaweedFS collection: weed's defaults (7 volumes each, free disk / 128 MB in all) ran out."""
+    store = Store(s3_server.settings().model_copy(update={"retry_seconds": 2.0}))
+    buckets = [f"many-{index:03d}-{os.getpid()}" for index in range(60)]
+    for bucket in buckets:
+        s3_server.create_bucket(bucket)
+        store.write(f"s3://{bucket}/k", bucket.encode())
+    assert [store.read(f"s3://{bucket}/k") for bucket in buckets] == [bucket.encode() for bucket in buckets]
+    volumes = {path.stem for path in (s3_server.data_dir / "data").rglob("*.dat")}
+    assert all(sum(name.startswith(f"{bucket}_") for name in volumes) == 1 for bucket in buckets), sorted(volumes)[:20]
+
+
 def test_transient_errors_are_retried(s3_store: tuple[Store, str], s3_server: EmbeddedS3) -> None:
     _, root = s3_store
     with FlakyProxy(s3_server.endpoint, failures=2) as proxy:
