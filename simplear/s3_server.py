@@ -32,7 +32,7 @@ START_ATTEMPTS = 3
 PORT_CLASH_MARKERS = ("address already in use", "is not available on")  # weed's own pre-check says the latter
 LOG_TAIL_CHARS = 3000
 MAX_UNIX_SOCKET_PATH = 100
-MAX_VOLUMES = 10_000  # weed's default (free disk / 128 MB) runs out after a few dozen buckets: each bucket is a collection
+MAX_VOLUMES = 10_000  # weed's default, free disk / 128 MB, ran out after a few dozen buckets (one collection each)
 MASTER_TOML = "[master.volume_growth]\ncopy_1 = 1\n"  # one new volume per collection, not weed's default of 7
 
 
