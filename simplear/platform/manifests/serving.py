@@ -1,10 +1,14 @@
-"""The KServe InferenceService serving a checkpoint, and the patch that points it at a new one."""
+"""Serving the KServe way: the ServingRuntime of model format `simplear` and the InferenceService of one model.
+
+The runtime (installed by the chart, or as a ClusterServingRuntime) holds how the model is served: the serve image,
+`simplear serve` on the pod IP and 127.0.0.1, health probes, resources, security and placement. An InferenceService
+only names the format and the checkpoint's storageUri; KServe picks the runtime, fills `{{.Name}}` with the
+InferenceService's name, and its storage initializer downloads the checkpoint to /mnt/models before the server starts.
+"""
 
 from __future__ import annotations
 
-import copy
-
-from simplear.config import PlatformConfig
+from simplear.config import PlatformConfig, Serving
 from simplear.platform.manifests.labels import NO_SIDECAR, STORE_CLIENT_LABEL, metadata, run_labels
 from simplear.platform.manifests.placement import placement, pool, resources
 from simplear.platform.manifests.pod_security import (
@@ -15,70 +19,107 @@ from simplear.platform.manifests.pod_security import (
 )
 from simplear.platform.manifests.pull_secrets import image_pull_secrets
 
-CONTAINER = "kserve-container"  # KServe's storage initializer fills /mnt/models for the container of this name
+MODEL_FORMAT = "simplear"
+CONTAINER = "kserve-container"  # the container KServe's storage initializer prepares /mnt/models for
 HTTP_PORT = 8080
+MODEL_DIR = "/mnt/models"
+KNATIVE_MODES = ("Knative", "Serverless")
+ISVC_LABEL = "serving.kserve.io/inferenceservice"  # KServe's label on an InferenceService's pods
+# The storage initializer's arguments are [storageUri, /mnt/models] (kserve pkg/webhook/admission/pod/
+# storage_initializer_injector.go): how a pod tells which checkpoint it serves.
+STORAGE_INITIALIZER = "storage-initializer"
 
 
-def _server_container(config: PlatformConfig, model_name: str, storage_uri: str, timeout_s: int,
-                      startup_s: int) -> dict:
-    """`simplear serve` on the pod IP and 127.0.0.1, the checkpoint from STORAGE_URI, v2 health probes."""
+def serving_of(config: PlatformConfig) -> Serving:
+    """The platform's serving settings; a clear error when the chart was installed with kserve.enabled=false."""
+    if config.serving is None:
+        raise ValueError("this platform serves no models: its chart has kserve.enabled=false")
+    return config.serving
+
+
+def _server_container(config: PlatformConfig, serving: Serving) -> dict:
+    """`simplear serve` of the InferenceService named by KServe, on the pod IP and 127.0.0.1, with v2 probes."""
     def probe(path: str) -> dict:
         """An HTTP probe of the server's port."""
         return {"httpGet": {"path": path, "port": HTTP_PORT}, "periodSeconds": 10, "timeoutSeconds": 5}
 
-    return {
+    container = {
         "name": CONTAINER,
         "image": config.images.serve,
         "command": ["simplear", "serve"],
-        "args": ["--model-name", model_name, "--model-dir", "/mnt/models", "--host", "$(POD_IP)",
-                 "--host", "127.0.0.1", "--http-port", str(HTTP_PORT), "--deadline-s", str(timeout_s)],
-        "env": [
-            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-            {"name": "STORAGE_URI", "value": storage_uri},
-        ],
+        "args": ["--model-name", "{{.Name}}", "--model-dir", MODEL_DIR, "--host", "$(POD_IP)", "--host", "127.0.0.1",
+                 "--http-port", str(HTTP_PORT), "--deadline-s", str(serving.timeout_seconds)],
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "ports": [{"name": "http1", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-        "startupProbe": {**probe("/v2/health/live"), "failureThreshold": -(-startup_s // 10)},
         "livenessProbe": {**probe("/v2/health/live"), "failureThreshold": 3},
         "readinessProbe": {**probe("/v2/health/ready"), "failureThreshold": 3},
         "resources": resources(pool(config, "serve")),
         "securityContext": container_security_context(),
         "volumeMounts": scratch_mounts(shm=False),
     }
+    if serving.deployment_mode in KNATIVE_MODES:  # Knative takes no startup probe: wait out the load instead
+        container["livenessProbe"]["initialDelaySeconds"] = serving.startup_seconds
+    else:
+        container["startupProbe"] = {**probe("/v2/health/live"), "failureThreshold": -(-serving.startup_seconds // 10)}
+    return container
 
 
-def inference_service(
-    config: PlatformConfig,
-    name: str,
-    storage_uri: str,
-    service_account: str,
-    model_name: str = "simplear",
-    namespace: str | None = None,
-    timeout_s: int = 300,
-    startup_s: int = 600,
-) -> dict:
-    """A Standard-mode InferenceService on the serve pool; `service_account` links KServe to the store Secret."""
-    predictor_labels = {**run_labels("serve", name), **STORE_CLIENT_LABEL}
+def serving_runtime(config: PlatformConfig, labels: dict[str, str] | None = None, namespace: str | None = None
+                    ) -> dict:
+    """The (Cluster)ServingRuntime of model format simplear: serve image, args, ports, probes, security, placement,
+    and KServe's Prometheus annotations for the server's /metrics."""
+    serving = serving_of(config)
+    kind = "ClusterServingRuntime" if serving.cluster_runtime else "ServingRuntime"
+    meta = metadata(serving.runtime, labels if labels is not None else run_labels("serve", serving.runtime),
+                    None if serving.cluster_runtime else namespace)
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": kind,
+        "metadata": meta,
+        "spec": {
+            "annotations": {"prometheus.kserve.io/port": str(HTTP_PORT), "prometheus.kserve.io/path": "/metrics"},
+            "supportedModelFormats": [{"name": MODEL_FORMAT, "autoSelect": True}],
+            "protocolVersions": ["v1", "v2"],
+            **image_pull_secrets(config),
+            **placement(pool(config, "serve")),
+            "containers": [_server_container(config, serving)],
+            "volumes": scratch_volumes("1Gi", None),
+        },
+    }
+
+
+def inference_service(config: PlatformConfig, name: str, storage_uri: str, labels: dict[str, str] | None = None,
+                      namespace: str | None = None) -> dict:
+    """The InferenceService serving the checkpoint at storage_uri with the platform's runtime: model format, replicas
+    and autoscaling, deployment strategy, request timeout, and the ServiceAccount that reaches the store Secret."""
+    if not storage_uri.strip():
+        raise ValueError("storage_uri is empty: name the checkpoint to serve")
+    serving = serving_of(config)
+    predictor: dict = {
+        "minReplicas": serving.min_replicas,
+        "maxReplicas": serving.max_replicas,
+        "timeout": serving.timeout_seconds,
+    }
+    if serving.scale_metric is not None:
+        predictor |= {"scaleMetric": serving.scale_metric, "scaleTarget": serving.scale_target}
+    if serving.deployment_mode not in KNATIVE_MODES:
+        predictor["deploymentStrategy"] = {"type": serving.deployment_strategy}
+    predictor |= {
+        "serviceAccountName": serving.service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "labels": {**run_labels("serve", name, extra=labels), **STORE_CLIENT_LABEL},
+        "annotations": dict(NO_SIDECAR),
+        "model": {"modelFormat": {"name": MODEL_FORMAT}, "runtime": serving.runtime, "storageUri": storage_uri},
+    }
+    annotations = {"serving.kserve.io/deploymentMode": serving.deployment_mode}
+    if serving.prometheus_scrape:
+        annotations["serving.kserve.io/enable-prometheus-scraping"] = "true"
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {**metadata(name, run_labels("serve", name), namespace),
-                     "annotations": {"serving.kserve.io/deploymentMode": "Standard"}},
-        "spec": {
-            "predictor": {
-                "minReplicas": 1,
-                "maxReplicas": 1,
-                "timeout": timeout_s,
-                "serviceAccountName": service_account,
-                "automountServiceAccountToken": False,
-                "labels": predictor_labels,
-                "annotations": dict(NO_SIDECAR),
-                "securityContext": pod_security_context(),
-                **image_pull_secrets(config),
-                **placement(pool(config, "serve")),
-                "containers": [_server_container(config, model_name, storage_uri, timeout_s, startup_s)],
-                "volumes": scratch_volumes("1Gi", None),
-            }
-        },
+        "metadata": {**metadata(name, run_labels("serve", name, extra=labels), namespace), "annotations": annotations},
+        "spec": {"predictor": predictor},
     }
 
 
@@ -93,47 +134,9 @@ def serve_service_account(config: PlatformConfig, name: str, namespace: str | No
     }
 
 
-def _with_storage_uri(containers: list[dict], storage_uri: str, where: str) -> list[dict]:
-    """The predictor's containers with STORAGE_URI of the kserve-container set to storage_uri."""
-    updated = copy.deepcopy(containers)
-    for container in updated:
-        if container.get("name") != CONTAINER:
-            continue
-        for variable in container.get("env", []):
-            if variable.get("name") == "STORAGE_URI":
-                variable.pop("valueFrom", None)
-                variable["value"] = storage_uri
-                return updated
-    raise ValueError(f"{where} has no {CONTAINER} with a STORAGE_URI variable: nothing says which model it serves")
-
-
-def storage_uri_patch(current: dict, storage_uri: str) -> dict:
-    """A JSON merge patch of the live InferenceService `current` that serves storage_uri instead.
-
-    A model-format predictor gets a new model.storageUri (its modelFormat restated, as the client model requires);
-    a custom predictor (the chart's) a new STORAGE_URI in its kserve-container (a merge patch replaces lists whole,
-    so the patch carries every container). The live resourceVersion makes the API server refuse the patch if the
-    object changed since it was read.
-    """
-    if not storage_uri.strip():
-        raise ValueError("storage_uri is empty")
-    meta = current.get("metadata", {})
-    if not meta.get("name"):
-        raise ValueError("the InferenceService to patch has no metadata.name")
-    where = f"InferenceService {meta['name']}"
-    predictor = current.get("spec", {}).get("predictor")
-    if not predictor:
-        raise ValueError(f"{where} has no spec.predictor")
-    if "model" in predictor:
-        change = {"model": {"modelFormat": predictor["model"].get("modelFormat", {}), "storageUri": storage_uri}}
-    else:
-        change = {"containers": _with_storage_uri(predictor.get("containers", []), storage_uri, where)}
-    patch_meta = {"name": meta["name"]}
-    if "resourceVersion" in meta:
-        patch_meta["resourceVersion"] = meta["resourceVersion"]
-    return {
-        "apiVersion": current.get("apiVersion", "serving.kserve.io/v1beta1"),
-        "kind": "InferenceService",
-        "metadata": patch_meta,
-        "spec": {"predictor": change},
-    }
+def served_uri(pod: dict) -> str | None:
+    """The checkpoint a predictor pod downloaded: its storage initializer's first argument (None without one)."""
+    for container in pod.get("spec", {}).get("initContainers", []) or []:
+        if container.get("name") == STORAGE_INITIALIZER and container.get("args"):
+            return container["args"][0]
+    return None
