@@ -31,6 +31,7 @@ def grpo_only(
     runs_dir: str = "",
     preset: str = RECIPE.preset,
     procs_per_node: int = 0,
+    nodes: int = 1,
     grpo_steps: int = RECIPE.grpo_steps,
     grpo_batch_size: int = RECIPE.grpo_batch_size,
     grpo_num_generations: int = RECIPE.grpo_num_generations,
@@ -43,6 +44,7 @@ def grpo_only(
     rollout: str = "server",
     rollout_engine: str = "vllm",
     eval_protocol: str = RECIPE.eval_protocol,
+    rollout_placement: str = "",
     eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
     cfg_scale: float = RECIPE.cfg_scale,
     negative_prompt: str = RECIPE.negative_prompt,
@@ -66,13 +68,13 @@ def grpo_only(
                      display_name="Held-out prompts").outputs["data"]
     before = place(evaluate(**evaluation, stage="sft", model=init.outputs["model"], prompts=held_out),
                    display_name="Evaluate: SFT")
-    aligned = place(grpo(**run, procs_per_node=procs_per_node, cfg_scale=cfg_scale, seed=seed, preset=preset,
-                         steps=grpo_steps, batch_size=grpo_batch_size, num_generations=grpo_num_generations,
-                         num_iterations=grpo_num_iterations, learning_rate=grpo_learning_rate,
-                         max_minutes=grpo_max_minutes, policy=grpo_policy, prompt_prefix=grpo_prompt_prefix,
-                         beta=grpo_beta, negative_prompt=negative_prompt, rollout=rollout,
-                         rollout_engine=rollout_engine, prompts=prompts.outputs["data"],
-                         init=init.outputs["model"]), display_name="GRPO")
+    aligned = place(grpo(**run, procs_per_node=procs_per_node, nodes=nodes, cfg_scale=cfg_scale, seed=seed,
+                         preset=preset, steps=grpo_steps, batch_size=grpo_batch_size,
+                         num_generations=grpo_num_generations, num_iterations=grpo_num_iterations,
+                         learning_rate=grpo_learning_rate, max_minutes=grpo_max_minutes, policy=grpo_policy,
+                         prompt_prefix=grpo_prompt_prefix, beta=grpo_beta, negative_prompt=negative_prompt,
+                         rollout=rollout, rollout_engine=rollout_engine, rollout_placement=rollout_placement,
+                         prompts=prompts.outputs["data"], init=init.outputs["model"]), display_name="GRPO")
     after = place(evaluate(**evaluation, stage="grpo", model=aligned.outputs["model"], prompts=held_out),
                   display_name="Evaluate: GRPO")
     return pipeline_run.report(before, after)

@@ -35,6 +35,7 @@ def lifecycle(
     sft_data_seed: int = RECIPE.sft_data_seed,
     eval_per_tag: int = RECIPE.eval_per_tag,
     procs_per_node: int = 0,
+    nodes: int = 1,
     batch_size: int = RECIPE.batch_size,
     pretrain_steps: int = RECIPE.pretrain_steps,
     pretrain_learning_rate: float = RECIPE.pretrain_learning_rate,
@@ -55,6 +56,7 @@ def lifecycle(
     rollout: str = "in_process",
     rollout_engine: str = "vllm",
     eval_protocol: str = RECIPE.eval_protocol,
+    rollout_placement: str = "",
     eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
     cfg_scale: float = RECIPE.cfg_scale,
     negative_prompt: str = RECIPE.negative_prompt,
@@ -88,23 +90,22 @@ def lifecycle(
     sft_tokens = place(tokenize_data(**data, **ranks, name="sft", preset=preset, data=sft_data.outputs["data"]),
                        display_name="Tokenize: SFT")
 
-    pretrained = place(pretrain(**run, **ranks, **optimisation, preset=preset, steps=pretrain_steps,
+    pretrained = place(pretrain(**run, **ranks, **optimisation, nodes=nodes, preset=preset, steps=pretrain_steps,
                                 batch_size=batch_size, learning_rate=pretrain_learning_rate,
-                                tokens=pretrain_tokens.outputs["tokens"]),
-                       display_name="Pretrain")
+                                tokens=pretrain_tokens.outputs["tokens"]), display_name="Pretrain")
     pretrain_eval = place(evaluate(**evaluation, stage="pretrain", model=pretrained.outputs["model"],
                                    prompts=held_out), display_name="Evaluate: pretrain")
-    tuned = place(sft(**run, **ranks, **optimisation, steps=sft_steps, batch_size=batch_size,
-                      learning_rate=sft_learning_rate,
-                      tokens=sft_tokens.outputs["tokens"], init=pretrained.outputs["model"]), display_name="SFT")
+    tuned = place(sft(**run, **ranks, **optimisation, nodes=nodes, steps=sft_steps, batch_size=batch_size,
+                      learning_rate=sft_learning_rate, tokens=sft_tokens.outputs["tokens"],
+                      init=pretrained.outputs["model"]), display_name="SFT")
     sft_eval = place(evaluate(**evaluation, stage="sft", model=tuned.outputs["model"], prompts=held_out),
                      display_name="Evaluate: SFT")
     aligned = place(grpo(**run, **ranks, **sampling, preset=preset, steps=grpo_steps, batch_size=grpo_batch_size,
                          num_generations=grpo_num_generations, num_iterations=grpo_num_iterations,
                          learning_rate=grpo_learning_rate, max_minutes=grpo_max_minutes, policy=grpo_policy,
                          prompt_prefix=grpo_prompt_prefix, beta=grpo_beta, negative_prompt=negative_prompt,
-                         rollout=rollout,
-                         rollout_engine=rollout_engine, prompts=sft_data.outputs["data"],
+                         rollout=rollout, rollout_engine=rollout_engine, rollout_placement=rollout_placement,
+                         nodes=nodes, prompts=sft_data.outputs["data"],
                          init=tuned.outputs["model"]), display_name="GRPO")
     grpo_eval = place(evaluate(**evaluation, stage="grpo", model=aligned.outputs["model"], prompts=held_out),
                       display_name="Evaluate: GRPO")

@@ -19,6 +19,8 @@ PARAMETER_HELP: dict[str, str] = {
     "sft_data_seed": "Seed of the SFT set.",
     "eval_per_tag": "Held-out prompts per GenEval tag.",
     "procs_per_node": "Ranks per stage run; 0: the pool's GPUs per pod on Kubernetes, 1 locally.",
+    "nodes": "Pods of the pretrain, SFT and GRPO runs (Master plus nodes - 1 Workers, torchrun across them; DeepSpeed "
+             "as configured); 1 locally.",
     "batch_size": "Pretrain / SFT sequences per rank per step.",
     "pretrain_steps": "Pretraining optimizer steps.",
     "pretrain_learning_rate": "Peak pretraining learning rate (cosine schedule, 5% warmup).",
@@ -43,14 +45,18 @@ PARAMETER_HELP: dict[str, str] = {
     "rollout_engine": "Engine of the rollout server: vllm or torch.",
     "eval_protocol": "Evaluation protocol: fixed (the fixed prefix, cfg_scale and negative_prompt) or simplear "
                      "(upstream SimpleAR's: random prefixes, its negative prompt, CFG 6, 4 images per prompt).",
+    "rollout_placement": "Kubernetes: where the rollout server runs: sidecar (in the trainer's master pod, localhost, "
+                         "NCCL weight sync) or pool (a Deployment on the rollout pool); empty: the platform's.",
     "eval_images_per_prompt": "Images per held-out prompt in every evaluation.",
     "cfg_scale": "Classifier-free guidance scale of fixed-protocol evaluation, guided GRPO rollouts and the serving "
                  "check.",
     "negative_prompt": "Unconditional row's prompt in fixed-protocol evaluation, guided GRPO rollouts and the serving "
                        "check; empty: the CFG-dropped prompt.",
     "seed": "Seed of the first evaluation image (+1 per image), of the serving check and of GRPO.",
-    "model_name": "Model name in the server's routes: /v1/models/<model_name>:predict.",
-    "inference_service": "Kubernetes backend: the InferenceService pointed at the new model; empty: the platform's.",
+    "model_name": "Local backend: model name in the server's routes, /v1/models/<model_name>:predict (on Kubernetes "
+                  "the model is served under the InferenceService's name).",
+    "inference_service": "Kubernetes backend: the InferenceService created or updated to serve the new model; "
+                         "empty: the platform's (the chart's kserve.inferenceServiceName).",
     "stage_timeout_minutes": "A stage run still going after this many minutes fails the step.",
     "init_model_uri": "Store URI of the checkpoint to start from (complete: has manifest.json).",
     "model_uri": "Store URI of the checkpoint to evaluate and serve.",

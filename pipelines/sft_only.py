@@ -30,6 +30,7 @@ def sft_only(
     run_tag: str = "",
     runs_dir: str = "",
     procs_per_node: int = 0,
+    nodes: int = 1,
     batch_size: int = RECIPE.batch_size,
     sft_steps: int = RECIPE.sft_steps,
     sft_learning_rate: float = RECIPE.sft_learning_rate,
@@ -60,7 +61,7 @@ def sft_only(
                      display_name="Held-out prompts").outputs["data"]
     before = place(evaluate(**evaluation, stage="init", model=init.outputs["model"], prompts=held_out),
                    display_name="Evaluate: start")
-    tuned = place(sft(**run, procs_per_node=procs_per_node, steps=sft_steps, batch_size=batch_size,
+    tuned = place(sft(**run, procs_per_node=procs_per_node, nodes=nodes, steps=sft_steps, batch_size=batch_size,
                       lr_schedule=train_lr_schedule, weight_decay=train_weight_decay, loss_on=train_loss_on,
                       learning_rate=sft_learning_rate, tokens=tokens.outputs["data"], init=init.outputs["model"]),
                   display_name="SFT")

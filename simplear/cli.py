@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("simplear.train.train_command", "pretrain or SFT on token shards, or GRPO with rollouts"),
     "evaluate": ("simplear.eval.evaluate_command", "GenEval / DPG-Bench prompts to images in their own layout"),
     "jobs": ("simplear.platform.jobs_command", "list, describe, follow and cancel runs: local (default) or --cluster"),
+    "deploy": ("simplear.platform.deploy_command", "serve a model from the store as a KServe InferenceService"),
     "manifests": ("simplear.platform.manifests_command", "write the reference Kubernetes manifests of every stage"),
     "rollout-server": ("simplear.train.rollout.server_command", "serve GRPO rollouts over HTTP (torch or vLLM engine)"),
     "serve": ("simplear.serve.serve_command", "serve a model over REST: KServe v1/v2 and OpenAI images"),

@@ -14,7 +14,14 @@ upstream counterpart behaves:
   ends, prefixes RFC 3339 nanosecond timestamps with timestamps=true and honours sinceSeconds / tailLines;
 - a stream cut mid-way by a connection reset (`reset_stream_after` lines), as when a kubelet or API server restarts;
 - the garbage collector: deleting a PyTorchJob deletes its pods and every object whose ownerReferences name its uid;
-- the KServe controller: a patched InferenceService gets a new generation, observed (Ready) a moment later.
+- KServe in Standard (raw Deployment) mode: a created or updated InferenceService gets a new generation and a new
+  predictor revision; its Deployment rolls as the predictor's deploymentStrategy says (RollingUpdate: the new pod
+  starts beside the old one, which keeps serving until the new one is Ready and then terminates; Recreate: the old pod
+  goes first). The InferenceService reports Ready at the new generation while the Deployment is Available, which in a
+  rolling update is before the new pod serves (KServe pkg/controller/v1beta1/inferenceservice/components/predictor.go
+  propagates the Deployment's Available condition). Predictor pods carry KServe's labels
+  (serving.kserve.io/inferenceservice, component=predictor) and its storage initializer, whose first argument is the
+  storageUri they download (kserve pkg/webhook/admission/pod/storage_initializer_injector.go).
 Every request is recorded with the (API group, resource, verb) the authorizer would check.
 """
 
@@ -77,6 +84,25 @@ class PodScript:
         return self.no_pod_s + self.unschedulable_s + self.creating_s
 
 
+@dataclass
+class RolloutScript:
+    """How a predictor revision rolls out, in seconds after the InferenceService was created or updated."""
+
+    observed_s: float = 0.2  # the InferenceService reports Ready at the new generation (Deployment Available)
+    pod_ready_s: float = 1.0  # the new revision's pod is Ready (model downloaded and loaded)
+    drain_s: float = 0.3  # a replaced pod terminates (deletionTimestamp set, not Ready) this long before it is gone
+
+
+@dataclass
+class Revision:
+    """One predictor revision of an InferenceService: its generation, checkpoint, strategy and when it was made."""
+
+    generation: int
+    storage_uri: str
+    strategy: str
+    at: float
+
+
 def stamp(when: datetime) -> str:
     """RFC 3339 with nanoseconds, as the kubelet writes log timestamps."""
     return when.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
@@ -116,6 +142,8 @@ class FakeCluster:
     calls: list[Call] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     resets_done: set[str] = field(default_factory=set)
+    rollouts: RolloutScript = field(default_factory=RolloutScript)
+    revisions: dict[str, list[Revision]] = field(default_factory=dict)
 
     # --- controllers -------------------------------------------------------------------------------------------
 
@@ -198,7 +226,70 @@ class FakeCluster:
     def _pods(self) -> list[dict]:
         """Every pod that exists now."""
         jobs = [obj for (group, plural, _), obj in self.objects.items() if plural == "pytorchjobs"]
-        return [pod for job in jobs if (pod := self._master_pod(job)) is not None]
+        pods = [pod for job in jobs if (pod := self._master_pod(job)) is not None]
+        for name, revisions in self.revisions.items():
+            if ("serving.kserve.io", "inferenceservices", name) in self.objects:
+                pods += self._predictor_pods(name, revisions)
+        return pods
+
+    def new_revision(self, isvc: dict) -> None:
+        """The KServe controller saw a new generation of an InferenceService: its predictor rolls to a new revision."""
+        predictor = isvc["spec"]["predictor"]
+        uri = predictor.get("model", {}).get("storageUri", "")
+        strategy = predictor.get("deploymentStrategy", {}).get("type", "RollingUpdate")
+        self.revisions.setdefault(isvc["metadata"]["name"], []).append(
+            Revision(isvc["metadata"]["generation"], uri, strategy, time.monotonic()))
+
+    def _predictor_pods(self, name: str, revisions: list[Revision]) -> list[dict]:
+        """The predictor pods of an InferenceService now: the latest revision's and, until it is replaced, the one
+        before it (its Deployment keeps one replica)."""
+        now, script = time.monotonic(), self.rollouts
+        latest = revisions[-1]
+        pods = []
+        if len(revisions) > 1:
+            previous, since = revisions[-2], now - latest.at
+            replaced_after = 0.0 if latest.strategy == "Recreate" else script.pod_ready_s
+            if since < replaced_after + script.drain_s:
+                pods.append(self._predictor_pod(name, previous, ready=since < replaced_after,
+                                                terminating=since >= replaced_after))
+        start = script.drain_s if latest.strategy == "Recreate" and len(revisions) > 1 else 0.0
+        if now - latest.at >= start:
+            pods.append(self._predictor_pod(name, latest, ready=now - latest.at >= start + script.pod_ready_s,
+                                            terminating=False))
+        return pods
+
+    def _predictor_pod(self, name: str, revision: Revision, ready: bool, terminating: bool) -> dict:
+        """A predictor pod of one revision, as the API server returns it."""
+        meta: dict[str, Any] = {
+            "name": f"{name}-predictor-{revision.generation:05d}-7d9f8", "namespace": self.namespace,
+            "labels": {"serving.kserve.io/inferenceservice": name, "component": "predictor",
+                       "app": f"isvc.{name}-predictor"},
+            "creationTimestamp": iso(datetime.now(UTC)),
+        }
+        if terminating:
+            meta["deletionTimestamp"] = iso(datetime.now(UTC))
+        spec = {"initContainers": [{"name": "storage-initializer", "image": "kserve/storage-initializer:v0.15.0",
+                                    "args": [revision.storage_uri, "/mnt/models"]}],
+                "containers": [{"name": "kserve-container", "image": "ghcr.io/simplear/simplear-serve:0.1.0"}]}
+        status = {"phase": "Running" if ready else "Pending",
+                  "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
+
+    def _isvc_status(self, isvc: dict) -> dict:
+        """An InferenceService's status now: Ready at its latest generation as KServe's raw mode reports it."""
+        name, script = isvc["metadata"]["name"], self.rollouts
+        revisions = self.revisions.get(name)
+        if not revisions:
+            return isvc.get("status", {})
+        latest, since = revisions[-1], time.monotonic() - revisions[-1].at
+        recreating = latest.strategy == "Recreate" and len(revisions) > 1
+        observed = since >= (script.drain_s + script.pod_ready_s if recreating else script.observed_s)
+        if not observed:
+            return {**isvc.get("status", {}), "conditions": [{"type": "Ready", "status": "False",
+                                                              "reason": "RevisionMissing"}]}
+        return {**isvc.get("status", {}), "observedGeneration": latest.generation,
+                "url": f"http://{name}-{self.namespace}.example.com",
+                "conditions": [{"type": "Ready", "status": "True"}]}
 
     def _collect_garbage(self, owner_uid: str) -> None:
         """Delete every object an ownerReference ties to owner_uid, as the garbage collector does."""
@@ -218,8 +309,16 @@ class FakeCluster:
 
     def add(self, group: str, plural: str, obj: dict) -> None:
         """Put an object there as if someone had created it (the chart's ConfigMap, the InferenceService)."""
-        obj.setdefault("metadata", {}).setdefault("namespace", self.namespace)
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("namespace", self.namespace)
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", iso(datetime.now(UTC)))
         self.objects[(group, plural, obj["metadata"]["name"])] = obj
+        if plural == "inferenceservices":  # serving for long already: its pod is up
+            obj["metadata"].setdefault("generation", 1)
+            obj["metadata"].setdefault("resourceVersion", "1")
+            self.new_revision(obj)
+            self.revisions[obj["metadata"]["name"]][-1].at -= 3600
 
     def serve(self) -> FakeApiServer:
         """Start the API server on 127.0.0.1 (stop it with `with` or .stop())."""
@@ -337,6 +436,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             cluster.objects[key] = obj
             cluster.created[obj["metadata"]["name"]] = time.monotonic()
+            if resource == "inferenceservices":
+                cluster.new_revision(obj)
             self._send(201, obj)
             return
         if name is None:
@@ -354,23 +455,25 @@ class _Handler(BaseHTTPRequestHandler):
             cluster._collect_garbage(obj["metadata"]["uid"])
             self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}})
             return
-        if method == "PATCH":
-            patch = self._body()
+        if method in ("PATCH", "PUT"):
+            body = self._body()
             obj = cluster.objects[key]
-            wanted = patch.get("metadata", {}).get("resourceVersion")
-            if wanted and wanted != obj["metadata"].get("resourceVersion"):
+            wanted = body.get("metadata", {}).get("resourceVersion")
+            if (wanted or method == "PUT") and wanted != obj["metadata"].get("resourceVersion"):
                 self._status(409, "Conflict", f'Operation cannot be fulfilled on {resource}.{group} "{name}": '
-                                              "the object has been modified")
+                                              "the object has been modified; please apply your changes to the "
+                                              "latest version and try again")
                 return
-            patched = _merge(obj, patch)
-            meta = patched["metadata"]
-            meta["generation"] = obj["metadata"].get("generation", 1) + 1
+            changed = _merge(obj, body) if method == "PATCH" else {**body, "status": obj.get("status", {})}
+            meta = changed["metadata"]
+            for kept in ("uid", "creationTimestamp", "namespace"):
+                meta[kept] = obj["metadata"][kept]
             meta["resourceVersion"] = str(int(obj["metadata"].get("resourceVersion", "1")) + 1)
-            patched["status"] = {**obj.get("status", {}), "conditions": [{"type": "Ready", "status": "False",
-                                                                            "reason": "RevisionMissing"}]}
-            cluster.objects[key] = patched
-            cluster.created[name] = time.monotonic()
-            self._send(200, patched)
+            meta["generation"] = obj["metadata"].get("generation", 1) + int(changed.get("spec") != obj.get("spec"))
+            cluster.objects[key] = changed
+            if resource == "inferenceservices" and meta["generation"] != obj["metadata"].get("generation", 1):
+                cluster.new_revision(changed)
+            self._send(200, {**changed, "status": {}} if resource == "inferenceservices" else changed)
             return
         self._send(200, self._view(resource, cluster.objects[key]))
 
@@ -378,10 +481,8 @@ class _Handler(BaseHTTPRequestHandler):
         """An object as a GET answers it now: jobs with their conditions, InferenceServices with their readiness."""
         if resource == "pytorchjobs":
             return self.cluster._job_with_status(obj)
-        if resource == "inferenceservices" and time.monotonic() - self.cluster.created.get(
-                obj["metadata"]["name"], 0) > 0.5:
-            return {**obj, "status": {**obj.get("status", {}), "observedGeneration": obj["metadata"]["generation"],
-                                      "conditions": [{"type": "Ready", "status": "True"}]}}
+        if resource == "inferenceservices":
+            return {**obj, "status": self.cluster._isvc_status(obj)}
         return obj
 
     def _pod_log(self, pod_name: str, query: dict) -> None:
@@ -391,6 +492,14 @@ class _Handler(BaseHTTPRequestHandler):
             pods = {pod["metadata"]["name"]: pod for pod in cluster._pods()}
             if pod_name not in pods:
                 self._status(404, "NotFound", f'pods "{pod_name}" not found')
+                return
+            if pods[pod_name]["metadata"]["labels"].get("component") == "predictor":
+                text = b"simplear serve: model loaded from /mnt/models\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
                 return
             state = pods[pod_name]["status"].get("containerStatuses", [{}])[0].get("state", {})
             if not state or "waiting" in state:

@@ -10,7 +10,8 @@ from test_helm_render import CHART, VALUE_SETS, objects, parse, pod_specs, rende
 
 # Which pool each workload of the chart runs on.
 WORKLOAD_POOLS = {
-    "InferenceService/simplear": "serve",
+    "ServingRuntime/simplear-runtime": "serve",
+    "ClusterServingRuntime/simplear-gpu": "serve",
     "Deployment/simplear-minio": "cpu",
     "Job/simplear-buckets": "cpu",
     "Job/simplear-register-pipelines": "cpu",
@@ -54,7 +55,7 @@ def test_the_predictor_gets_the_serve_pools_gpus_cpu_and_memory(value_set: str) 
     """The GPU workload requests and limits exactly the serve pool's GPU resource and count, cpu and memory."""
     serve = pools_of(value_set)["serve"]
     specs = dict(pod_specs(objects(value_set)))
-    (container,) = specs["InferenceService/simplear"]["containers"]
+    (container,) = specs["ServingRuntime/simplear-runtime"]["containers"]
     expected = {"cpu": str(serve["cpu"]), "memory": serve["memory"], serve["gpuResource"]: serve["gpus"]}
     assert container["resources"] == {"requests": expected, "limits": expected}
 
@@ -62,7 +63,7 @@ def test_the_predictor_gets_the_serve_pools_gpus_cpu_and_memory(value_set: str) 
 def test_custom_pools_move_the_predictor_to_another_accelerator() -> None:
     """The custom value set really differs from the default: AMD GPUs, two of them, on the MI300 nodes."""
     specs = dict(pod_specs(objects("custom-pools")))
-    predictor = specs["InferenceService/simplear"]
+    predictor = specs["ServingRuntime/simplear-runtime"]
     assert predictor["nodeSelector"] == {"pool": "serve-mi300"}
     assert predictor["containers"][0]["resources"]["limits"]["amd.com/gpu"] == 2
     assert "nvidia.com/gpu" not in predictor["containers"][0]["resources"]["limits"]
@@ -84,6 +85,6 @@ def test_a_serve_pool_without_gpus_asks_for_none() -> None:
     pools = pools_of("default")
     pools["serve"] = {**pools["serve"], "gpus": 0}
     specs = dict(pod_specs(parse(render_values({"pools": pools}))))
-    (container,) = specs["InferenceService/simplear"]["containers"]
+    (container,) = specs["ServingRuntime/simplear-runtime"]["containers"]
     expected = {"cpu": pools["serve"]["cpu"], "memory": pools["serve"]["memory"]}
     assert container["resources"] == {"requests": expected, "limits": expected}

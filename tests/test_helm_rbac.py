@@ -81,8 +81,9 @@ def test_artifact_secrets_are_the_only_secrets_and_configurable() -> None:
 
 
 def platform_calls(tmp_path: Path) -> list[Call]:
-    """Every API call the launcher (a GRPO run that succeeds, one that fails, a cancel), the deploy step, the
-    platform lookup and `simplear jobs --cluster` make, recorded by the simulated API server."""
+    """Every API call the launcher (GRPO runs with the rollout server as a sidecar and on the pool, one that fails, a
+    cancel), the deploy step (an update) and `simplear deploy` (a create), the platform lookup and `simplear jobs
+    --cluster` make, recorded by the simulated API server."""
     cluster = FakeCluster(scripts={"pretrain": PodScript(exit_code=1, lines=("boom",), reset_stream_after=0)})
     cluster.add("", "configmaps", {"metadata": {"name": "simplear-platform", "labels": {
         "app.kubernetes.io/part-of": "simplear", "app.kubernetes.io/component": "platform",
@@ -94,9 +95,11 @@ def platform_calls(tmp_path: Path) -> list[Call]:
     with cluster.serve() as server:
         launcher = launcher_for(server, tmp_path)
         find_platform(connect(kubeconfig=str(tmp_path / "kubeconfig")).core, cluster.namespace)
-        grpo = launcher.run("grpo", StageSpec(name="grpo-1", rollout=RolloutSpec(model="s3://c/m")))
-        list(launcher.logs(grpo, follow=True))
-        launcher.wait(grpo, 30)
+        for name, placement in (("grpo-1", "pool"), ("grpo-2", "sidecar")):
+            grpo = launcher.run("grpo", StageSpec(name=name, rollout=RolloutSpec(model="s3://c/m",
+                                                                                  placement=placement)))
+            list(launcher.logs(grpo, follow=True))
+            launcher.wait(grpo, 30)
         failing = launcher.run("pretrain", StageSpec(name="pretrain-1"))
         list(launcher.logs(failing, follow=True))
         with pytest.raises(StageFailed):
@@ -106,6 +109,8 @@ def platform_calls(tmp_path: Path) -> list[Call]:
         cluster_args = ["jobs", "--cluster", "--kubeconfig", str(tmp_path / "kubeconfig"),
                         "--kfp-host", "http://127.0.0.1:1"]
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert simplear(["deploy", "--kubeconfig", str(tmp_path / "kubeconfig"), "--name", "shapes",
+                             "--model", "s3://simplear-checkpoints/y", "--skip-store-check", "--timeout", "30"]) == 0
             for action in (["list"], ["describe", "grpo-1"], ["describe", "pod/grpo-1-master-0"],
                            ["describe", "isvc/simplear"], ["logs", "grpo-1"], ["logs", "isvc/simplear"],
                            ["cancel", "grpo-1"]):
@@ -125,7 +130,8 @@ def test_every_api_call_the_platform_makes_is_granted_and_every_grant_is_used(tm
                for resource in rule["resources"] for verb in rule["verbs"]}
     assert granted - used == set()
     assert {("kubeflow.org", "pytorchjobs", "create"), ("apps", "deployments", "create"), ("", "pods/log", "get"),
-            ("serving.kserve.io", "inferenceservices", "patch"), ("", "configmaps", "list")} <= used
+            ("serving.kserve.io", "inferenceservices", "create"), ("serving.kserve.io", "inferenceservices", "update"),
+            ("", "pods", "list"), ("", "configmaps", "list")} <= used
 
 
 def test_no_wildcard_and_no_cluster_scope() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ import pytest
 import yaml
 
 CHART = Path(__file__).resolve().parents[1] / "helm" / "simplear"
+# The kinds a cluster with KServe serves, which the chart checks with .Capabilities.APIVersions.
+KSERVE_APIS = ("serving.kserve.io/v1alpha1/ServingRuntime", "serving.kserve.io/v1alpha1/ClusterServingRuntime",
+               "serving.kserve.io/v1beta1/InferenceService")
 RELEASE = "simplear"
 NAMESPACE = "ml-platform"
 
@@ -115,6 +119,28 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "namespace": "team-vision",
         }
     },
+    "serving-options": {
+        "kserve": {
+            "inferenceServiceName": "shapes",
+            "runtime": {"name": "simplear-gpu", "cluster": True},
+            "minReplicas": 2,
+            "maxReplicas": 6,
+            "autoscaling": {"scaleMetric": "concurrency", "scaleTarget": 4},
+            "deploymentStrategy": "RollingUpdate",
+            "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+            "prometheusScrape": False,
+            "testModel": True,
+        }
+    },
+    "shared-gpu-cluster": {
+        "rollout": {"placement": "pool"},
+        "scheduling": {
+            "kueueQueue": "team-vision",
+            "gang": {"scheduler": "volcano", "schedulerName": "", "queue": "gpu-research",
+                     "scheduleTimeoutSeconds": 900},
+            "priorityClassName": "training-high",
+        },
+    },
 }
 
 _WORKDIR = tempfile.TemporaryDirectory(prefix="simplear-chart-")
@@ -130,10 +156,16 @@ def chart_without_pipelines() -> Path:
     return copy_dir
 
 
-def render_values(values: dict[str, Any], chart: Path = CHART) -> dict[str, str]:
-    """Render chart with values as `helm install` would: template path -> rendered text."""
+def render_values(values: dict[str, Any], chart: Path = CHART, api_versions: tuple[str, ...] = KSERVE_APIS,
+                  release: str = RELEASE) -> dict[str, str]:
+    """Render chart with values as `helm install --api-versions ...` would on a cluster serving `api_versions` (by
+    default one with KServe's CRDs): template path -> rendered text. helm-python-sdk's Chart.render has no parameter
+    for them, so this passes Helm's own render option `api_versions` to the engine it wraps."""
+    from helm_python import _native
+
     with helm.Chart.load(chart) as loaded:
-        return loaded.render(values=values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        options = {"name": release, "namespace": NAMESPACE, "is_install": True, "api_versions": list(api_versions)}
+        return json.loads(_native.call_string("helm_render", loaded._raw(), json.dumps(values), json.dumps(options)))
 
 
 @cache
@@ -192,8 +224,40 @@ def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]
             yield where, doc["spec"]["template"]["spec"]
         elif doc["kind"] == "Pod":
             yield where, doc["spec"]
-        elif doc["kind"] == "InferenceService":
-            yield where, doc["spec"]["predictor"]
+        elif doc["kind"] in ("ServingRuntime", "ClusterServingRuntime"):
+            yield where, serving_pod(doc, docs)
+
+
+# InferenceService predictor fields that shape the deployment, not the pod.
+PREDICTOR_EXTENSION = frozenset({"minReplicas", "maxReplicas", "scaleMetric", "scaleMetricType", "scaleTarget",
+                                 "timeout", "labels", "annotations", "model", "deploymentStrategy", "autoScaling",
+                                 "containerConcurrency", "canaryTrafficPercent", "logger", "batcher", "workerSpec"})
+RUNTIME_ONLY = frozenset({"annotations", "labels", "supportedModelFormats", "protocolVersions", "multiModel",
+                          "disabled", "builtInAdapter", "storageHelper", "grpcEndpoint", "grpcDataEndpoint",
+                          "httpDataEndpoint", "replicas", "workerSpec"})
+
+
+def kserve_pod(runtime: dict[str, Any], isvc: dict[str, Any]) -> dict[str, Any]:
+    """The predictor pod spec KServe makes of a ServingRuntime and an InferenceService that names it: the runtime's
+    pod fields and containers, the predictor's pod fields on top, the InferenceService's name for {{.Name}} (kserve
+    pkg/controller/v1beta1/inferenceservice/components/predictor.go: MergePodSpec, MergeRuntimeContainers,
+    ReplacePlaceholders)."""
+    predictor = isvc["spec"]["predictor"]
+    pod = {key: value for key, value in runtime["spec"].items() if key not in RUNTIME_ONLY}
+    pod.update({key: value for key, value in predictor.items() if key not in PREDICTOR_EXTENSION})
+    text = json.dumps(pod).replace("{{.Name}}", isvc["metadata"]["name"])
+    return json.loads(text)
+
+
+def serving_pod(runtime: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod of a model deployed with the chart's runtime: the InferenceService the platform builds from the chart's
+    platform ConfigMap (what the pipelines' deploy step and `simplear deploy` create), merged as KServe does."""
+    from simplear.config import PlatformConfig
+    from simplear.platform.manifests.serving import inference_service
+
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-platform")]
+    platform = PlatformConfig.model_validate_json(configmap["data"]["platform.json"])
+    return kserve_pod(runtime, inference_service(platform, platform.inference_service, "s3://ckpt/model"))
 
 
 def pod_labels(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
@@ -205,8 +269,6 @@ def pod_labels(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
             labels[where] = doc["spec"]["template"]["metadata"]["labels"]
         elif doc["kind"] == "Pod":
             labels[where] = doc["metadata"]["labels"]
-        elif doc["kind"] == "InferenceService":
-            labels[where] = doc["spec"]["predictor"]["labels"]
     return labels
 
 
@@ -231,7 +293,7 @@ MINIO = {
     ("Service", "simplear-minio"),
     ("NetworkPolicy", "simplear-minio"),
 }
-SERVING = {("InferenceService", "simplear"), ("ServiceAccount", "simplear-serve")}
+SERVING = {("ServingRuntime", "simplear-runtime"), ("ServiceAccount", "simplear-serve")}
 BUCKETS = {("Job", "simplear-buckets")}
 STORE_SECRET = {("Secret", "simplear-store")}
 KFP = {("ConfigMap", "simplear-pipelines"), ("Job", "simplear-register-pipelines")}
@@ -243,7 +305,12 @@ EXPECTED_OBJECTS = {
     "kserve-disabled": ALWAYS | MINIO | BUCKETS | STORE_SECRET,
     "custom-pools": ALWAYS | MINIO | SERVING | BUCKETS | STORE_SECRET,
     "kfp": ALWAYS | MINIO | SERVING | BUCKETS | STORE_SECRET | KFP,
+    "serving-options": ALWAYS | MINIO | BUCKETS | STORE_SECRET | {
+        ("ClusterServingRuntime", "simplear-gpu"), ("ServiceAccount", "simplear-serve"),
+        ("PodDisruptionBudget", "simplear-serve")},
+    "shared-gpu-cluster": ALWAYS | MINIO | SERVING | BUCKETS | STORE_SECRET,
 }
+CLUSTER_SCOPED = frozenset({"ClusterServingRuntime"})
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -254,8 +321,10 @@ def test_value_set_renders_exactly_its_objects(value_set: str) -> None:
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_every_object_lives_in_the_release_namespace(value_set: str) -> None:
-    """Every object names the release namespace (none lands in `default` by accident)."""
-    assert {d["metadata"].get("namespace") for d in objects(value_set)} == {NAMESPACE}
+    """Every namespaced object names the release namespace (none lands in `default` by accident)."""
+    docs = objects(value_set)
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] not in CLUSTER_SCOPED} == {NAMESPACE}
+    assert all("namespace" not in d["metadata"] for d in docs if d["kind"] in CLUSTER_SCOPED)
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -282,8 +351,7 @@ def test_common_labels_reach_every_object() -> None:
 
 def test_release_names_without_the_chart_name_prefix_resources() -> None:
     """A release not named after the chart prefixes every resource with <release>-simplear."""
-    with helm.Chart.load(CHART) as chart:
-        docs = parse(chart.render(values={}, name="prod", namespace=NAMESPACE))
+    docs = parse(render_values({}, release="prod"))
     names = {d["metadata"]["name"] for d in docs}
     assert names and all(name.startswith("prod-simplear") for name in names)
 

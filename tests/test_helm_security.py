@@ -110,8 +110,8 @@ def test_a_digest_pins_the_image_further() -> None:
     """An image digest in values is appended to the reference."""
     digest = "sha256:" + "ab" * 32
     docs = parse(render_values({"images": {"serve": {"digest": digest}}}))
-    (isvc,) = find(docs, "InferenceService")
-    assert isvc["spec"]["predictor"]["containers"][0]["image"] == f"ghcr.io/simplear/simplear-serve:0.1.0@{digest}"
+    (runtime,) = find(docs, "ServingRuntime")
+    assert runtime["spec"]["containers"][0]["image"] == f"ghcr.io/simplear/simplear-serve:0.1.0@{digest}"
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)

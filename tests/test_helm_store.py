@@ -7,6 +7,9 @@ import re
 from pathlib import Path
 
 from test_helm_render import NAMESPACE, find, objects, one, parse, pod_labels, render_values
+from test_platform_support import chart_platform_config
+
+from simplear.platform.manifests import inference_service
 
 
 def env_of(container: dict) -> dict[str, dict]:
@@ -114,10 +117,14 @@ def test_network_policy_admits_only_labelled_platform_pods_to_minio() -> None:
 
 
 def test_every_store_client_of_the_chart_is_admitted() -> None:
-    """The predictor, the bucket Job and the test pod carry the label the policy admits; MinIO itself does not."""
+    """The bucket Job, the test pod and a served model's predictor carry the label the policy admits; MinIO itself
+    does not."""
     labels = pod_labels(objects("default"))
     clients = {where for where, pod in labels.items() if pod.get("simplear.io/store-client") == "true"}
-    assert clients == {"InferenceService/simplear", "Job/simplear-buckets", "Pod/simplear-test"}
+    assert clients == {"Job/simplear-buckets", "Pod/simplear-test"}
+    platform = chart_platform_config("default")
+    predictor = inference_service(platform, platform.inference_service, "s3://ckpt/m")["spec"]["predictor"]
+    assert predictor["labels"]["simplear.io/store-client"] == "true"
 
 
 def test_extra_peers_can_be_admitted() -> None:

@@ -11,6 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 from test_helm_render import VALUE_SETS, objects
+from test_platform_support import chart_platform_config
+
+from simplear.platform.manifests import inference_service
 
 # The chart's kubeVersion floor (Chart.yaml) and the newest API schemas kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.latest_version())
@@ -20,6 +23,8 @@ CRD_FILES = {
     ("kubeflow.org/v1", "PyTorchJob"): "kubeflow.org_pytorchjobs.yaml",
     ("serving.kserve.io/v1beta1", "InferenceService"): "serving.kserve.io_inferenceservices.yaml",
     ("serving.kserve.io/v1alpha1", "ServingRuntime"): "serving.kserve.io_servingruntimes.yaml",
+    # KServe's ClusterServingRuntime is the same ServingRuntimeSpec, cluster-scoped (pkg/apis/serving/v1alpha1).
+    ("serving.kserve.io/v1alpha1", "ClusterServingRuntime"): "serving.kserve.io_servingruntimes.yaml",
 }
 
 
@@ -81,7 +86,8 @@ def test_core_validation_refuses_unknown_fields_and_wrong_types() -> None:
 
 def test_crd_validation_refuses_unknown_fields_and_wrong_types() -> None:
     """The CRD path is strict too: a misspelt predictor field, then a string replica count."""
-    (isvc,) = [d for d in objects("default") if d["kind"] == "InferenceService"]
+    platform = chart_platform_config("default")
+    isvc = inference_service(platform, platform.inference_service, "s3://bucket/model")
     isvc["spec"]["predictor"]["storageURI"] = "s3://bucket/model"
     assert any("storageURI" in e for e in validation_errors(isvc))
     del isvc["spec"]["predictor"]["storageURI"]

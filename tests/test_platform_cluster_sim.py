@@ -1,6 +1,7 @@
 """The Kubernetes launcher and a pipeline step against a simulated API server (tests/kube_api_sim.py says which
 upstream behaviour each part simulates): pods that take their time, 400s while a container starts, cut streams,
-failures, the InferenceService rollout, and a step process that receives SIGTERM."""
+failures, GRPO's rollout server in both placements, the InferenceService deploy flow, and a step process that
+receives SIGTERM."""
 
 from __future__ import annotations
 
@@ -99,10 +100,11 @@ def test_a_step_whose_log_cannot_be_read_still_waits_and_never_cancels(tmp_path:
 
 
 def test_grpo_rollout_objects_are_owned_by_the_job_and_go_with_it(tmp_path: Path) -> None:
-    """The rollout Deployment and Service carry an ownerReference to the PyTorchJob and the run's labels; cancel
-    deletes all three."""
+    """Pool placement: the rollout Deployment and Service carry an ownerReference to the PyTorchJob and the run's
+    labels; cancel deletes all three."""
     cluster = FakeCluster(scripts={"grpo": PodScript(creating_s=30)})
-    spec = StageSpec(name="grpo-1", rollout=RolloutSpec(model="s3://c/m"), labels={"pipeline/runid": "run-7"})
+    spec = StageSpec(name="grpo-1", rollout=RolloutSpec(model="s3://c/m", placement="pool"),
+                     labels={"pipeline/runid": "run-7"})
     with cluster.serve() as server:
         launcher = launcher_for(server, tmp_path)
         handle = launcher.run("grpo", spec)
@@ -117,23 +119,92 @@ def test_grpo_rollout_objects_are_owned_by_the_job_and_go_with_it(tmp_path: Path
     assert cluster.kinds("pytorchjobs") == cluster.kinds("deployments") == cluster.kinds("services") == []
 
 
-def test_deploy_patches_labels_the_isvc_and_waits_for_the_new_generation(tmp_path: Path) -> None:
-    """The storage patch goes through the thin InferenceService client; ready only once the new generation is seen."""
-    from test_platform_kubernetes_launcher import live_isvc
-
+def test_a_sidecar_grpo_run_is_one_job_and_nothing_else(tmp_path: Path) -> None:
+    """Sidecar placement (the default): only the PyTorchJob is created, its master pod holds the rollout server, and
+    the run succeeds and goes with nothing left behind that could hold a GPU."""
     cluster = FakeCluster()
-    isvc = live_isvc()
-    isvc["metadata"].update(namespace="ml", resourceVersion="991", generation=4)
-    cluster.add("serving.kserve.io", "inferenceservices", isvc)
     with cluster.serve() as server:
         launcher = launcher_for(server, tmp_path)
-        patched = launcher.deploy("simplear", "s3://simplear-checkpoints/runs/x/final", timeout=30,
-                                  labels={"pipeline/runid": "run-7", "simplear.io/stage": "serve"})
-    assert patched["metadata"]["generation"] == 5
-    live = cluster.objects[("serving.kserve.io", "inferenceservices", "simplear")]
+        handle = launcher.run("grpo", StageSpec(name="grpo-2", rollout=RolloutSpec(model="s3://c/m")))
+        job = cluster.objects[("kubeflow.org", "pytorchjobs", "grpo-2")]
+        (sidecar,) = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["initContainers"]
+        assert sidecar["name"] == "rollout" and sidecar["restartPolicy"] == "Always"
+        assert launcher.wait(handle, 30).phase == Phase.SUCCEEDED
+    assert cluster.kinds("deployments") == cluster.kinds("services") == []
+    assert {call.resource for call in cluster.calls if call.verb == "create"} == {"pytorchjobs"}
+
+
+def predictor_pods(cluster: FakeCluster, name: str) -> list[dict]:
+    """The InferenceService's predictor pods the simulated cluster holds now."""
+    return [pod for pod in cluster._pods() if pod["metadata"]["labels"].get("serving.kserve.io/inferenceservice")
+            == name]
+
+
+def serving(pods: list[dict]) -> set[str]:
+    """The storageUris the ready, not terminating, pods serve."""
+    return {pod["spec"]["initContainers"][0]["args"][0] for pod in pods
+            if pod["status"]["conditions"][0]["status"] == "True" and "deletionTimestamp" not in pod["metadata"]}
+
+
+def test_deploy_creates_an_inferenceservice_of_the_runtime_and_waits_for_its_pod(tmp_path: Path) -> None:
+    """No InferenceService yet: deploy creates one (model format simplear, the platform's runtime, the storageUri,
+    the run's labels) and returns once its predictor pod serves that checkpoint."""
+    cluster = FakeCluster()
+    with cluster.serve() as server:
+        launcher = launcher_for(server, tmp_path)
+        ready = launcher.deploy("shapes", "s3://simplear-checkpoints/runs/x/final", timeout=30,
+                                labels={"pipeline/runid": "run-7", "simplear.io/stage": "serve"})
+        assert serving(predictor_pods(cluster, "shapes")) == {"s3://simplear-checkpoints/runs/x/final"}
+    assert ready["status"]["observedGeneration"] == 1
+    live = cluster.objects[("serving.kserve.io", "inferenceservices", "shapes")]
     assert live["metadata"]["labels"]["pipeline/runid"] == "run-7"
-    env = {e["name"]: e.get("value") for e in live["spec"]["predictor"]["containers"][0]["env"]}
-    assert env["STORAGE_URI"] == "s3://simplear-checkpoints/runs/x/final"
+    assert live["spec"]["predictor"]["model"] == {"modelFormat": {"name": "simplear"}, "runtime": "simplear-runtime",
+                                                  "storageUri": "s3://simplear-checkpoints/runs/x/final"}
+    assert ("serving.kserve.io", "inferenceservices", "create") in {(c.group, c.resource, c.verb)
+                                                                   for c in cluster.calls}
+
+
+@pytest.mark.parametrize("strategy", ["RollingUpdate", "Recreate"])
+def test_deploy_waits_until_the_new_revisions_pod_serves_the_new_checkpoint(tmp_path: Path, strategy: str) -> None:
+    """An update: KServe reports the InferenceService Ready at the new generation while a rolling update still has
+    the old pod serving the old model (the Deployment stays Available); deploy returns only once every ready pod
+    serves the new storageUri, so the check request that follows cannot score the old model. With Recreate the old
+    pod goes first."""
+    cluster = FakeCluster()
+    platform = chart_platform_config("default")
+    platform = platform.model_copy(update={"serving": platform.serving.model_copy(
+        update={"deployment_strategy": strategy})})
+    with cluster.serve() as server:
+        clients = connect(kubeconfig=str(server.kubeconfig(tmp_path / "kubeconfig")))
+        launcher = KubernetesLauncher(platform, clients, poll_s=POLL_S)
+        launcher.deploy("simplear", "s3://c/old/final", timeout=30)
+        started = time.monotonic()
+        launcher.deploy("simplear", "s3://c/new/final", timeout=30)
+        took = time.monotonic() - started
+        pods = predictor_pods(cluster, "simplear")
+        assert serving(pods) == {"s3://c/new/final"}
+        revision = cluster.revisions["simplear"][-1]
+        assert (revision.generation, revision.strategy) == (2, strategy)
+        if strategy == "RollingUpdate":
+            isvc = clients.isvcs.get("simplear", cluster.namespace)  # already Ready before the pod serves
+            assert isvc["status"]["observedGeneration"] == 2
+    assert took >= cluster.rollouts.pod_ready_s
+    updates = [c for c in cluster.calls if c.resource == "inferenceservices" and c.verb == "update"]
+    assert len(updates) == 1
+
+
+def test_deploy_that_never_serves_the_new_model_fails_with_what_it_saw(tmp_path: Path) -> None:
+    """The new pod never gets ready (a checkpoint that does not load): ServeNotReady names the model and why."""
+    from simplear.platform.kubernetes_launcher import ServeNotReady
+
+    cluster = FakeCluster()
+    with cluster.serve() as server:
+        launcher = launcher_for(server, tmp_path)
+        launcher.deploy("simplear", "s3://c/old/final", timeout=30)
+        cluster.rollouts.pod_ready_s = 3600
+        with pytest.raises(ServeNotReady, match=r"not serving s3://c/broken/final after 2 s: .*(no predictor pod|"
+                                                r"not observed|RevisionMissing)"):
+            launcher.deploy("simplear", "s3://c/broken/final", timeout=2)
 
 
 STEP = """
@@ -141,7 +212,7 @@ import sys
 sys.path.insert(0, {root!r})
 from pipelines.components.stage_support import run_stage
 run_stage("kubernetes", "", "grpo", "grpo", ["--max-steps", 5], 0, 60, "run-42",
-          {{"model": "s3://simplear-checkpoints/sft/final", "engine": "vllm"}})
+          {{"model": "s3://simplear-checkpoints/sft/final", "engine": "vllm", "placement": "pool"}})
 """
 
 

@@ -191,7 +191,7 @@ def test_cluster_listing_has_the_four_kinds() -> None:
     assert sections["PYTORCHJOBS"][1].split() == ["pretrain-1", "pretrain", "Failed", "2", "2h"]
     assert sections["ROLLOUT PODS"][1].split() == ["grpo-1-rollout-7d9f-abcde", "1/1", "Running", "0", "2h"]
     assert sections["INFERENCESERVICES"][1].split() == [
-        "simplear", "True", "s3://simplear-checkpoints/models/simplear/latest",
+        "simplear", "True", "s3://simplear-checkpoints/models/simplear/v3",
         "http://simplear.ml-platform.example.com", "<unknown>"]
     assert [row.split() for row in sections["PIPELINE RUNS"][1:]] == [
         ["5e1f", "simplear-demo", "RUNNING", "30m"], ["77aa", "simplear-0.5b", "FAILED", "2d"]]
@@ -225,7 +225,7 @@ def test_describe_isvc_pod_and_pipeline_run() -> None:
     """The InferenceService's readiness and storage, a pod's containers, a run's error."""
     isvc_text = describe_isvc(live_isvc())
     assert "Ready:      True" in isvc_text
-    assert "Storage:    s3://simplear-checkpoints/models/simplear/latest" in isvc_text
+    assert "Storage:    s3://simplear-checkpoints/models/simplear/v3" in isvc_text
     assert "Generation: 4" in isvc_text
     (crashing,) = pod_list(pod("p-0", "master", {"waiting": {"reason": "CrashLoopBackOff"}}))
     assert "Container pytorch: waiting (CrashLoopBackOff), ready False, restarts 1" in describe_pod(crashing, NOW)

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-from test_helm_render import objects, one
 from test_platform_support import chart_platform_config, kubernetes_object, pytorchjob_object
 
 from simplear.platform.cluster_clients import ClusterUnavailable, connect
@@ -16,7 +15,7 @@ from simplear.platform.cluster_status import failing_pod, isvc_state, isvc_stora
 from simplear.platform.kubernetes_launcher import KubernetesLauncher
 from simplear.platform.launcher import Launcher, Phase, RunHandle, RunStatus, StageFailed
 from simplear.platform.local_launcher import LocalLauncher
-from simplear.platform.manifests import pytorch_job
+from simplear.platform.manifests import inference_service, pytorch_job
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 from simplear.platform.stages import STAGES
 
@@ -134,22 +133,21 @@ def test_stage_failed_carries_stage_status_replica_and_tail() -> None:
 
 
 def live_isvc() -> dict[str, Any]:
-    """The chart's InferenceService as the API server returns it: with resourceVersion, generation and status."""
-    isvc = one(objects("default"), "InferenceService")
-    isvc["metadata"].update(resourceVersion="991", generation=4, namespace="ml-platform")
-    for container in isvc["spec"]["predictor"]["containers"]:  # the API server answers quantities as strings
-        container["resources"] = {kind: {k: str(v) for k, v in amounts.items()}
-                                  for kind, amounts in container["resources"].items()}
+    """The InferenceService a deploy of the chart's default platform creates, as the API server returns it: with
+    resourceVersion, generation and status."""
+    isvc = inference_service(chart_platform_config("default"), "simplear",
+                             "s3://simplear-checkpoints/models/simplear/v3", namespace="ml-platform")
+    isvc["metadata"].update(resourceVersion="991", generation=4)
     isvc["status"] = {"url": "http://simplear.ml-platform.example.com", "observedGeneration": 4, "conditions": [
         {"type": "PredictorReady", "status": "True"}, {"type": "Ready", "status": "True"}]}
     return isvc
 
 
 def test_isvc_state_and_storage_from_the_kserve_answer() -> None:
-    """Ready from the Ready condition (with the reason when not), storage from STORAGE_URI."""
+    """Ready from the Ready condition (with the reason when not), storage from the model's storageUri."""
     isvc = live_isvc()
     assert isvc_state(isvc) == (True, "")
-    assert isvc_storage_uri(isvc) == "s3://simplear-checkpoints/models/simplear/latest"
+    assert isvc_storage_uri(isvc) == "s3://simplear-checkpoints/models/simplear/v3"
     isvc["status"]["conditions"][1] = {"type": "Ready", "status": "False", "reason": "RevisionMissing",
                                        "message": "Revision simplear-predictor-00002 failed"}
     assert isvc_state(isvc) == (False, "Revision simplear-predictor-00002 failed")

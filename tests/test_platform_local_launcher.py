@@ -158,7 +158,8 @@ def test_a_rollout_server_that_does_not_start_fails_the_run_before_any_rank(laun
                      rollout=RolloutSpec(model=str(tmp_path / "no-such-model"), engine="torch"))
     handle = launcher.run("grpo", spec)
     record = RunDir(launcher.runs_dir / "grpo-local").read_record()
-    assert record.command[-4:] == ["--rollout", "http", "--rollout-url", record.rollout_url]
+    assert record.command[-10:] == ["--rollout", "http", "--rollout-url", record.rollout_url, "--rollout-weight-sync",
+                                    "auto", "--rollout-sync-host", "127.0.0.1", "--rollout-sync-port", "51216"]
     with pytest.raises(StageFailed) as failure:
         launcher.wait(handle, timeout=180)
     assert failure.value.status.failed_replica == "rollout"

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
-from test_helm_render import objects, one
 from test_helm_validation import KUBERNETES_VERSIONS, validation_errors
-from test_platform_support import chart_platform_config, containers, merge_patch, pod_specs_of
+from test_platform_support import chart_platform_config, containers, pod_specs_of
 
 from simplear.config import PlatformConfig
 from simplear.platform.default_platform import default_platform_config
@@ -20,7 +19,7 @@ from simplear.platform.manifests import (
     rollout_deployment,
     rollout_service,
     serve_service_account,
-    storage_uri_patch,
+    serving_runtime,
 )
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 from simplear.platform.stages import STAGES
@@ -30,6 +29,8 @@ CONFIGS = ("default", "custom-pools")
 GRPO = StageSpec(name="grpo-1", args=("--prompts", "s3://d/p.jsonl", "--output", "s3://c/grpo", "--init-from",
                                       "s3://c/sft/final", "--max-steps", "5"),
                  rollout=RolloutSpec(model="s3://c/sft/final"))
+GRPO_POOL = GRPO.model_copy(update={"name": "grpo-2", "rollout": RolloutSpec(model="s3://c/sft/final",
+                                                                              placement="pool")})
 
 
 def config(name: str) -> PlatformConfig:
@@ -38,13 +39,15 @@ def config(name: str) -> PlatformConfig:
 
 
 def stage_objects(platform: PlatformConfig) -> list[dict[str, Any]]:
-    """One PyTorchJob per stage (two nodes where a stage runs ranks), the rollout objects and the serving objects."""
+    """One PyTorchJob per stage (two nodes where a stage runs ranks; GRPO with its rollout server as a sidecar and
+    on the rollout pool), the rollout objects and the serving objects."""
     jobs = [pytorch_job(platform, stage, StageSpec(name=f"{stage}-1", args=("--x", "1"),
                                                   nodes=2 if kind.distributed else 1))
             for stage, kind in STAGES.items() if stage != "grpo"]
-    return [*jobs, pytorch_job(platform, "grpo", GRPO), rollout_deployment(platform, GRPO, owner_uid="0a1b-uid"),
-            rollout_service(GRPO, owner_uid="0a1b-uid"), serve_service_account(platform, "simplear-serve"),
-            inference_service(platform, "simplear", "s3://c/m", service_account="simplear-serve")]
+    return [*jobs, pytorch_job(platform, "grpo", GRPO.model_copy(update={"nodes": 2})),
+            pytorch_job(platform, "grpo", GRPO_POOL), rollout_deployment(platform, GRPO_POOL, owner_uid="0a1b-uid"),
+            rollout_service(GRPO_POOL, owner_uid="0a1b-uid"), serve_service_account(platform, "simplear-serve"),
+            serving_runtime(platform), inference_service(platform, "simplear", "s3://c/m")]
 
 
 @pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
@@ -105,7 +108,7 @@ def test_procs_per_node_defaults_to_the_pools_gpus_and_cannot_exceed_them() -> N
     platform = config("custom-pools")
     assert pytorch_job(platform, "evaluate", StageSpec(name="e"))["spec"]["nprocPerNode"] == "2"
     assert pytorch_job(platform, "evaluate", StageSpec(name="e", procs_per_node=1))["spec"]["nprocPerNode"] == "1"
-    with pytest.raises(ValueError, match="3 ranks per pod but pool serve gives each pod 2 GPUs"):
+    with pytest.raises(ValueError, match="3 ranks per pod but the master pod of pool serve gives its ranks 2 GPUs"):
         pytorch_job(platform, "evaluate", StageSpec(name="e", procs_per_node=3))
 
 
@@ -137,9 +140,17 @@ def test_every_workload_lands_on_its_pool_with_its_accelerators(value_set: str) 
             assert spec.get("nodeSelector", {}) == pool.node_selector, where
             assert spec.get("tolerations", []) == list(pool.tolerations), where
             assert spec.get("affinity") == pool.affinity, where
+            sidecars = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
+            gpus = pool.gpus
+            for sidecar in sidecars:  # the rollout sidecar takes the rollout pool's share of the master's node
+                rollout = platform.pools["rollout"]
+                share = {"cpu": rollout.cpu, "memory": rollout.memory, pool.gpu_resource: str(rollout.gpus)}
+                assert sidecar["resources"] == {"requests": share, "limits": share}, where
+                gpus -= rollout.gpus
+                checked.add("rollout")
             expected = {"cpu": pool.cpu, "memory": pool.memory}
             if pool.gpus:
-                expected[pool.gpu_resource] = str(pool.gpus)
+                expected[pool.gpu_resource] = str(gpus)
             assert all(c["resources"] == {"requests": expected, "limits": expected} for c in spec["containers"]), where
             checked.add(pools[owner])
     assert checked == {"cpu", "tokenize", "train", "rollout", "serve"}
@@ -219,57 +230,14 @@ def test_extra_env_reaches_every_rank() -> None:
     assert env[-2:] == [{"name": "A", "value": "1"}, {"name": "NCCL_DEBUG", "value": "INFO"}]
 
 
-def test_grpo_trainer_talks_to_its_rollout_server_once_it_is_healthy() -> None:
-    """The trainer gets the Service's URL and an init container that waits for its /health."""
-    job = pytorch_job(config("default"), "grpo", GRPO)
-    pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
-    command = pod["containers"][0]["command"]
-    assert command[-4:] == ["--rollout", "http", "--rollout-url", "http://grpo-1-rollout:8000"]
-    (wait,) = pod["initContainers"]
-    assert wait["command"] == ["python", "-m", "simplear.platform.wait_ready", "http://grpo-1-rollout:8000/health",
-                               "--timeout", "900"]
-
-
-def test_rollout_deployment_and_service_belong_to_the_job() -> None:
-    """Owner reference to the PyTorchJob by uid; HTTP and weight-sync ports; the Service selects the pod."""
-    platform = config("custom-pools")
-    deployment = rollout_deployment(platform, GRPO, owner_uid="5f2c-uid", namespace="ml")
-    service = rollout_service(GRPO, owner_uid="5f2c-uid", namespace="ml")
-    for doc in (deployment, service):
-        assert doc["metadata"]["name"] == "grpo-1-rollout" and doc["metadata"]["namespace"] == "ml"
-        assert doc["metadata"]["ownerReferences"] == [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
-                                                      "name": "grpo-1", "uid": "5f2c-uid", "controller": True}]
-    pod = deployment["spec"]["template"]
-    (container,) = pod["spec"]["containers"]
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8000, "weight-sync": 51216}
-    assert {p["targetPort"]: p["port"] for p in service["spec"]["ports"]} == ports
-    selector = service["spec"]["selector"]
-    assert selector == deployment["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= pod["metadata"]["labels"].items()
-    assert container["command"] == ["simplear", "rollout-server"]
-    assert container["args"][:8] == ["--engine", "vllm", "--model", "s3://c/sft/final", "--host", "$(POD_IP)",
-                                     "--port", "8000"]
-    assert container["image"] == platform.images.rollout
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
-    assert "ownerReferences" not in rollout_service(GRPO, owner_uid=None)["metadata"]
-
-
-def test_nccl_weight_transfer_is_passed_to_the_rollout_server() -> None:
-    """weight_transfer nccl adds the flag; the ports must differ."""
-    spec = GRPO.model_copy(update={"rollout": RolloutSpec(model="m", weight_transfer="nccl", engine="torch")})
-    args = rollout_deployment(config("default"), spec, owner_uid=None)["spec"]["template"]["spec"]["containers"][0]
-    assert args["args"][-2:] == ["--weight-transfer", "nccl"] and args["args"][1] == "torch"
-    with pytest.raises(ValidationError, match="are both 8000"):
-        RolloutSpec(model="m", weight_sync_port=8000)
-
-
 def test_a_rollout_server_is_only_for_grpo() -> None:
     """Rollout on another stage, a hand-set --rollout-url, or rollout objects of a spec without one: errors."""
     with pytest.raises(ValueError, match="only for stage grpo"):
         pytorch_job(config("default"), "sft", GRPO)
     with pytest.raises(ValueError, match="must not set --rollout"):
         pytorch_job(config("default"), "grpo", GRPO.model_copy(update={"args": ("--rollout-url=http://x",)}))
+    with pytest.raises(ValueError, match="must not set --rollout"):
+        pytorch_job(config("default"), "grpo", GRPO.model_copy(update={"args": ("--rollout-sync-host", "h")}))
     with pytest.raises(ValueError, match="has no rollout server"):
         rollout_service(StageSpec(name="g"), owner_uid=None)
 
@@ -279,61 +247,6 @@ def test_run_names_must_make_valid_pod_names(name: str) -> None:
     """Lowercase DNS labels starting with a letter, short enough for <name>-worker-N and <name>-rollout."""
     with pytest.raises(ValidationError):
         StageSpec(name=name)
-
-
-def test_inference_service_serves_the_model_from_storage_uri() -> None:
-    """A custom predictor on the serve image: STORAGE_URI, the server on the pod IP, the store's ServiceAccount."""
-    isvc = inference_service(config("default"), "simplear", "s3://c/runs/grpo/final", service_account="sa")
-    predictor = isvc["spec"]["predictor"]
-    (container,) = predictor["containers"]
-    assert container["name"] == "kserve-container" and container["image"] == config("default").images.serve
-    assert {"name": "STORAGE_URI", "value": "s3://c/runs/grpo/final"} in container["env"]
-    assert predictor["serviceAccountName"] == "sa" and predictor["labels"]["simplear.io/store-client"] == "true"
-    account = serve_service_account(config("default"), "sa")
-    assert account["secrets"] == [{"name": config("default").store_secret}]
-
-
-def chart_isvc() -> dict[str, Any]:
-    """The chart's InferenceService as the API server returns it (with a resourceVersion and generation)."""
-    isvc = one(objects("default"), "InferenceService")
-    isvc["metadata"].update(resourceVersion="48213", generation=3)
-    return isvc
-
-
-def test_storage_uri_patch_points_the_charts_isvc_at_a_new_model() -> None:
-    """Merged into the live object, only STORAGE_URI changes; the result still validates; stale writes refused."""
-    current = chart_isvc()
-    patch = storage_uri_patch(current, "s3://simplear-checkpoints/runs/grpo/final")
-    assert patch["metadata"] == {"name": "simplear", "resourceVersion": "48213"}
-    patched = merge_patch(current, patch)
-    assert validation_errors(patched) == []
-    old, new = current["spec"]["predictor"]["containers"][0], patched["spec"]["predictor"]["containers"][0]
-    assert {e["name"]: e.get("value") for e in new["env"]}["STORAGE_URI"] == "s3://simplear-checkpoints/runs/grpo/final"
-    assert {k: v for k, v in new.items() if k != "env"} == {k: v for k, v in old.items() if k != "env"}
-    assert patched["spec"]["predictor"]["labels"] == current["spec"]["predictor"]["labels"]
-    assert current["spec"]["predictor"]["containers"][0] == old  # the live object is left alone
-
-
-def test_storage_uri_patch_of_a_model_format_predictor() -> None:
-    """A ServingRuntime-style predictor gets a new model.storageUri, its format kept."""
-    current = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-               "metadata": {"name": "m", "resourceVersion": "7"},
-               "spec": {"predictor": {"model": {"modelFormat": {"name": "simplear"}, "storageUri": "s3://c/old"}}}}
-    patched = merge_patch(current, storage_uri_patch(current, "s3://c/new"))
-    assert patched["spec"]["predictor"]["model"] == {"modelFormat": {"name": "simplear"}, "storageUri": "s3://c/new"}
-    assert validation_errors(patched) == []
-
-
-def test_storage_uri_patch_refuses_what_it_cannot_patch() -> None:
-    """No STORAGE_URI to change, no predictor, or an empty URI: clear errors."""
-    current = chart_isvc()
-    current["spec"]["predictor"]["containers"][0]["env"] = []
-    with pytest.raises(ValueError, match="has no kserve-container with a STORAGE_URI"):
-        storage_uri_patch(current, "s3://c/new")
-    with pytest.raises(ValueError, match="has no spec.predictor"):
-        storage_uri_patch({"metadata": {"name": "x"}, "spec": {}}, "s3://c/new")
-    with pytest.raises(ValueError, match="storage_uri is empty"):
-        storage_uri_patch(chart_isvc(), " ")
 
 
 def test_builders_take_the_chart_default_config_and_a_hand_made_one_alike() -> None:

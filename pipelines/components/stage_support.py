@@ -51,9 +51,9 @@ def stage_launcher(backend: str, runs_dir: str) -> Any:
 
 
 def run_stage(backend: str, runs_dir: str, stage: str, step: str, args: list, procs_per_node: int,
-              timeout_minutes: int, run_id: str = "", rollout: dict | None = None) -> float:
-    """Run one stage through the backend's launcher with its rank-0 log echoed; the seconds it took. The run is
-    labelled with the pipeline run's id and deleted when the step is stopped (SIGTERM) or times out."""
+              timeout_minutes: int, run_id: str = "", rollout: dict | None = None, nodes: int = 1) -> float:
+    """Run one stage on `nodes` pods through the backend's launcher with its rank-0 log echoed; the seconds it took.
+    The run is labelled with the pipeline run's id and deleted when the step is stopped (SIGTERM) or times out."""
     import time
     import uuid
 
@@ -69,7 +69,7 @@ def run_stage(backend: str, runs_dir: str, stage: str, step: str, args: list, pr
             progress(f"{step}: {line}")
 
     launcher = stage_launcher(backend, runs_dir)
-    spec = StageSpec(name=f"{step}-{uuid.uuid4().hex[:8]}", args=tuple(str(a) for a in args),
+    spec = StageSpec(name=f"{step}-{uuid.uuid4().hex[:8]}", args=tuple(str(a) for a in args), nodes=nodes,
                      procs_per_node=procs_per_node or None, rollout=RolloutSpec(**rollout) if rollout else None,
                      labels=pipeline_run_labels(run_id))
     started = time.monotonic()

@@ -9,7 +9,8 @@ from pipelines.components.stage_support import STAGE_HELPERS, backend_store, pub
 @on_base_image(*STAGE_HELPERS)
 def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps: int, batch_size: int,
              learning_rate: float, lr_schedule: str, weight_decay: float, loss_on: str, procs_per_node: int,
-             timeout_minutes: int, tokens: Input[Dataset], model: Output[Model], save_steps: int = 100) -> None:
+             timeout_minutes: int, tokens: Input[Dataset], model: Output[Model], save_steps: int = 100,
+             nodes: int = 1) -> None:
     """Next-token pretraining of a random-init model of the preset on token shards; the final checkpoint."""
     from simplear.store import join
 
@@ -18,7 +19,8 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
             "--max-steps", steps, "--batch-size", batch_size, "--learning-rate", learning_rate,
             "--lr-schedule", lr_schedule, "--weight-decay", weight_decay, "--loss-on", loss_on,
             "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps, "--logging-steps", 10]
-    seconds = run_stage(backend, runs_dir, "pretrain", "pretrain", args, procs_per_node, timeout_minutes, run_id)
+    seconds = run_stage(backend, runs_dir, "pretrain", "pretrain", args, procs_per_node, timeout_minutes, run_id,
+                        nodes=nodes)
     publish(model, join(out, "final"), {"stage": "pretrain", "steps": steps, "run": out})
     record_step(backend_store(backend), root, "pretrain", {"stage": "pretrain", "seconds": seconds, "steps": steps,
                                                            "output": join(out, "final")})
@@ -27,7 +29,8 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
 @on_base_image(*STAGE_HELPERS)
 def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_size: int, learning_rate: float,
         lr_schedule: str, weight_decay: float, loss_on: str, procs_per_node: int, timeout_minutes: int,
-        tokens: Input[Dataset], init: Input[Model], model: Output[Model], save_steps: int = 100) -> None:
+        tokens: Input[Dataset], init: Input[Model], model: Output[Model], save_steps: int = 100,
+        nodes: int = 1) -> None:
     """Supervised fine-tuning of a checkpoint on token shards; the final checkpoint."""
     from simplear.store import join
 
@@ -37,7 +40,7 @@ def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_s
             "--learning-rate", learning_rate, "--lr-schedule", lr_schedule, "--weight-decay", weight_decay,
             "--loss-on", loss_on, "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps,
             "--logging-steps", 10]
-    seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes, run_id)
+    seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes, run_id, nodes=nodes)
     publish(model, join(out, "final"), {"stage": "sft", "steps": steps, "run": out})
     record_step(backend_store(backend), root, "sft", {"stage": "sft", "seconds": seconds, "steps": steps,
                                                       "output": join(out, "final")})
@@ -48,10 +51,12 @@ def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps
          num_generations: int, num_iterations: int, learning_rate: float, max_minutes: float, policy: str,
          prompt_prefix: str, beta: float, cfg_scale: float, negative_prompt: str, seed: int, rollout: str,
          rollout_engine: str, procs_per_node: int, timeout_minutes: int, prompts: Input[Dataset], init: Input[Model],
-         model: Output[Model], reward_curve: Output[HTML], caption: str = "short", save_steps: int = 25) -> None:
+         model: Output[Model], reward_curve: Output[HTML], caption: str = "short", save_steps: int = 25,
+         nodes: int = 1, rollout_placement: str = "") -> None:
     """GRPO with the exact shapes reward, rollouts in the trainer or from a rollout server; model and reward curve.
 
     Policy plain samples without CFG; guided samples with `cfg_scale` against `negative_prompt` and trains on that.
+    The rollout server runs as the trainer's sidecar or on the rollout pool (`rollout_placement`).
     """
     import base64
     import json
@@ -72,8 +77,11 @@ def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps
         args += ["--cfg-scale", cfg_scale, "--negative-prompt", negative_prompt]
     if max_minutes > 0:
         args += ["--max-minutes", max_minutes]
-    server = {"model": init.metadata["uri"], "engine": rollout_engine} if rollout == "server" else None
-    seconds = run_stage(backend, runs_dir, "grpo", "grpo", args, procs_per_node, timeout_minutes, run_id, server)
+    server = None
+    if rollout == "server":
+        server = {"model": init.metadata["uri"], "engine": rollout_engine, "placement": rollout_placement or None}
+    seconds = run_stage(backend, runs_dir, "grpo", "grpo", args, procs_per_node, timeout_minutes, run_id, server,
+                        nodes=nodes)
     store = backend_store(backend)
     rows = [json.loads(line) for line in store.read(join(out, "logs", "train.jsonl")).decode().splitlines()]
     curve = [[point["step"], point["reward"]] for point in curve_points(rows)]

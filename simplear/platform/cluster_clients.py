@@ -51,7 +51,7 @@ def is_transient(exc: BaseException, statuses: frozenset[int] = TRANSIENT_STATUS
 
 
 class InferenceServices:
-    """get / list / merge-patch / wait-until-ready of KServe InferenceServices, as KServeClient does them."""
+    """get / list / create / replace / wait-until-ready of KServe InferenceServices, as KServeClient does them."""
 
     def __init__(self, custom: client.CustomObjectsApi) -> None:
         self.custom = custom
@@ -64,10 +64,14 @@ class InferenceServices:
         """Every InferenceService of the namespace."""
         return self.custom.list_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL)["items"]
 
-    def patch(self, name: str, namespace: str, patch: dict) -> dict:
-        """Apply a JSON merge patch (the client sends a dict body as application/merge-patch+json); the result."""
-        return self.custom.patch_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name,
-                                                          patch)
+    def create(self, namespace: str, body: dict) -> dict:
+        """Create an InferenceService; the object as stored."""
+        return self.custom.create_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, body)
+
+    def replace(self, name: str, namespace: str, body: dict) -> dict:
+        """Replace (PUT) an InferenceService; body carries the resourceVersion it was read at. The object as stored."""
+        return self.custom.replace_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name,
+                                                            body)
 
     def wait_ready(self, name: str, namespace: str, generation: int | None, timeout_s: float, poll_s: float) -> dict:
         """The InferenceService once Ready with observedGeneration >= generation (kserve_client.is_isvc_ready's

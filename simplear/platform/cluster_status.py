@@ -96,3 +96,25 @@ def isvc_storage_uri(isvc: dict) -> str:
             if variable.get("name") == "STORAGE_URI":
                 return variable.get("value", "")
     return ""
+
+
+def _pod_ready(pod: dict) -> bool:
+    """Whether a pod (as the API returns it) is Ready and not being deleted: the Service sends it requests."""
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and str(c.get("status")).lower() == "true" for c in conditions)
+
+
+def predictor_pods_state(pods: list[dict], storage_uri: str) -> tuple[bool, str]:
+    """(done, why not) of an InferenceService's predictor pods: done once some are ready and every ready one
+    downloaded storage_uri (a rolling update leaves old pods serving the old model until they go)."""
+    from simplear.platform.manifests.serving import served_uri
+
+    ready = [pod for pod in pods if _pod_ready(pod)]
+    stale = sorted({served_uri(pod) or "?" for pod in ready} - {storage_uri})
+    if stale:
+        return False, f"pods still serving {', '.join(stale)}"
+    if not ready:
+        return False, f"no predictor pod ready with {storage_uri} yet"
+    return True, ""

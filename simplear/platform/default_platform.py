@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simplear.config import PRESETS, Images, NodePool, PlatformConfig
+from simplear.config import PRESETS, Images, NodePool, PlatformConfig, Serving
 
 CHART = "simplear"
 IMAGE_PREFIX = "ghcr.io/simplear/simplear"
@@ -35,5 +35,6 @@ def default_platform_config(release: str = CHART, namespace: str | None = None) 
         store_secure=False,
         store_secret=f"{fullname}-store",
         inference_service=fullname,
+        serving=Serving(runtime=f"{fullname}-runtime", service_account=f"{fullname}-serve"),
         presets=tuple(PRESETS),
     )

@@ -23,11 +23,18 @@ from urllib3.exceptions import HTTPError
 
 from simplear.config import PlatformConfig
 from simplear.platform.cluster_clients import TRANSIENT_STATUSES, ClusterClients, api_status, is_transient
-from simplear.platform.cluster_objects import as_pytorchjob
-from simplear.platform.cluster_status import TRAINING_CONTAINER, failing_pod, job_status
+from simplear.platform.cluster_objects import as_pytorchjob, to_dict
+from simplear.platform.cluster_status import TRAINING_CONTAINER, failing_pod, job_status, predictor_pods_state
 from simplear.platform.launcher import Phase, RunHandle, RunStatus, StageFailed
-from simplear.platform.manifests import pytorch_job, rollout_deployment, rollout_name, rollout_service
-from simplear.platform.manifests.inferenceservice import storage_uri_patch
+from simplear.platform.manifests import (
+    inference_service,
+    pytorch_job,
+    rollout_deployment,
+    rollout_name,
+    rollout_service,
+)
+from simplear.platform.manifests.rollout import placement_of
+from simplear.platform.manifests.serving import ISVC_LABEL
 from simplear.platform.stage_spec import StageSpec
 from simplear.platform.stages import checked_stage
 
@@ -121,12 +128,13 @@ class KubernetesLauncher:
         return handle.name
 
     def run(self, stage: str, spec: StageSpec) -> RunHandle:
-        """Create the PyTorchJob; for GRPO then the rollout Deployment and Service, owned by the job."""
+        """Create the PyTorchJob (GRPO's rollout server as its master's sidecar); for a pool rollout server then its
+        Deployment and Service, owned by the job."""
         checked_stage(stage, spec)
         training = self.clients.training
         training.create_job(job=as_pytorchjob(pytorch_job(self.config, stage, spec, self.namespace)),
                             namespace=self.namespace)
-        if spec.rollout is not None:
+        if spec.rollout is not None and placement_of(self.config, spec) == "pool":
             try:
                 uid = training.get_job(spec.name, namespace=self.namespace).metadata.uid
                 self.clients.apps.create_namespaced_deployment(
@@ -256,18 +264,53 @@ class KubernetesLauncher:
         """Delete the job and its pods, and the rollout server of a GRPO run."""
         delete_run(self.clients, self._name(handle))
 
-    def deploy(self, isvc_name: str, storage_uri: str, timeout: int = 900, labels: dict[str, str] | None = None
+    def deploy(self, name: str, storage_uri: str, timeout: int = 900, labels: dict[str, str] | None = None
                ) -> dict:
-        """Point the InferenceService at storage_uri (labelled with `labels`) and wait until it is ready with it."""
+        """Create or update the InferenceService `name` to serve storage_uri with the platform's ServingRuntime, then
+        wait until it is Ready at the new generation and every ready predictor pod serves storage_uri: a request sent
+        after this returns reaches the new model, never the old one. ServeNotReady when that takes over timeout s."""
         isvcs = self.clients.isvcs
-        patch = storage_uri_patch(isvcs.get(isvc_name, self.namespace), storage_uri)
-        if labels:
-            patch["metadata"]["labels"] = dict(labels)
-        patched = isvcs.patch(isvc_name, self.namespace, patch)
-        generation = patched["metadata"].get("generation")
+        desired = inference_service(self.config, name, storage_uri, labels, self.namespace)
         try:
-            isvcs.wait_ready(isvc_name, self.namespace, generation, timeout, min(self.poll_s, timeout))
+            current = isvcs.get(name, self.namespace)
+        except API_ERRORS as exc:
+            if api_status(exc) != 404:
+                raise
+            applied = isvcs.create(self.namespace, desired)
+        else:
+            applied = isvcs.replace(name, self.namespace, updated_isvc(current, desired))
+        deadline = time.monotonic() + timeout
+        try:
+            ready = isvcs.wait_ready(name, self.namespace, applied["metadata"].get("generation"), timeout,
+                                     min(self.poll_s, timeout))
+            self._wait_serving(name, storage_uri, deadline)
         except TimeoutError as why:
-            raise ServeNotReady(f"InferenceService {isvc_name} not ready with {storage_uri} after {timeout} s: "
-                                f"{why}") from None
-        return patched
+            raise ServeNotReady(f"InferenceService {name} not serving {storage_uri} after {timeout} s: {why}") from None
+        return ready
+
+    def _wait_serving(self, name: str, storage_uri: str, deadline: float) -> None:
+        """Poll the InferenceService's predictor pods until the ready ones all serve storage_uri; TimeoutError."""
+        selector = f"{ISVC_LABEL}={name},component=predictor"
+        while True:
+            try:
+                pods = self.clients.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+                done, why = predictor_pods_state([to_dict(pod) for pod in pods], storage_uri)
+            except API_ERRORS as exc:
+                if not is_transient(exc):
+                    raise
+                done, why = False, f"API error {api_status(exc) or type(exc).__name__}"
+            if done:
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(why)
+            self.note(f"{name}: {why}")
+            time.sleep(max(0.0, min(self.poll_s, deadline - time.monotonic())))
+
+
+def updated_isvc(current: dict, desired: dict) -> dict:
+    """The live InferenceService with the desired spec, labels and annotations (others kept), for a PUT: its
+    resourceVersion makes the API server refuse the update if the object changed since it was read."""
+    meta = dict(current["metadata"])
+    meta["labels"] = {**meta.get("labels", {}), **desired["metadata"].get("labels", {})}
+    meta["annotations"] = {**meta.get("annotations", {}), **desired["metadata"].get("annotations", {})}
+    return {"apiVersion": desired["apiVersion"], "kind": desired["kind"], "metadata": meta, "spec": desired["spec"]}

@@ -15,7 +15,7 @@ from simplear.platform.launcher import Phase, RunHandle, RunStatus, StageFailed
 from simplear.platform.local_process import cancel_run, follow_lines, local_status, tail_lines
 from simplear.platform.local_runs import RunDir, RunRecord, default_runs_dir
 from simplear.platform.stage_spec import StageSpec
-from simplear.platform.stages import checked_stage, stage_arguments
+from simplear.platform.stages import checked_stage, rollout_arguments, stage_arguments
 
 SIMPLEAR = [sys.executable, "-m", "simplear.cli"]
 
@@ -50,7 +50,8 @@ class LocalLauncher:
                                spec.rollout.model, "--host", "127.0.0.1", "--port", str(port), *spec.rollout.args]
         return RunRecord(
             name=spec.name, stage=stage, spec=spec, procs=spec.procs_per_node or 1,
-            command=[*SIMPLEAR, *stage_arguments(stage, spec, rollout_url)],
+            command=[*SIMPLEAR, *stage_arguments(
+                stage, spec, rollout_arguments(rollout_url, spec, "127.0.0.1") if rollout_url else None)],
             rollout_command=rollout_command, rollout_url=rollout_url, log_uri=self.log_uri,
             created=datetime.now(UTC),
         )

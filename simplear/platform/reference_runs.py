@@ -1,4 +1,5 @@
-"""The reference run of every stage, end to end on the synthetic shapes data with the tiny preset, as objects."""
+"""The reference run of every stage, end to end on the synthetic shapes data with the tiny preset, as objects, and two
+variants: pretraining on two nodes, and GRPO with its rollout server on the rollout pool instead of as a sidecar."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from simplear.platform.manifests import (
     rollout_deployment,
     rollout_service,
     serve_service_account,
+    serving_runtime,
 )
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 
@@ -41,17 +43,29 @@ def reference_specs(config: PlatformConfig, release: str) -> dict[str, StageSpec
 
 
 def reference_documents(config: PlatformConfig, release: str) -> dict[str, list[dict]]:
-    """File name -> the objects `kubectl apply -f` creates for that step, numbered in run order."""
+    """File name -> the objects `kubectl apply -f` creates for that step, numbered in run order, then the variants."""
     specs = reference_specs(config, release)
     documents = {f"{index:02d}-{stage}.yaml": [pytorch_job(config, stage, spec)]
                  for index, (stage, spec) in enumerate(specs.items(), start=1)}
-    grpo = specs["grpo"]
-    documents[f"{list(specs).index('grpo') + 1:02d}-grpo.yaml"] += [
-        rollout_deployment(config, grpo, owner_uid=None), rollout_service(grpo, owner_uid=None)]
     fullname = chart_fullname(release)
-    documents[f"{len(specs) + 1:02d}-serve.yaml"] = [
-        serve_service_account(config, f"{fullname}-serve"),
-        inference_service(config, fullname, f"s3://{config.checkpoint_bucket}/runs/grpo/final",
-                          service_account=f"{fullname}-serve"),
-    ]
+    serving = config.serving
+    if serving is not None:
+        documents[f"{len(specs) + 1:02d}-serve.yaml"] = [
+            serve_service_account(config, serving.service_account),
+            serving_runtime(config),
+            inference_service(config, config.inference_service or fullname,
+                              f"s3://{config.checkpoint_bucket}/runs/grpo/final"),
+        ]
+    pretrain = specs["pretrain"]
+    two_nodes = pretrain.model_copy(update={
+        "name": f"{pretrain.name}-2nodes",
+        "args": tuple(a.replace("/runs/pretrain", "/runs/pretrain-2nodes") for a in pretrain.args), "nodes": 2})
+    documents[f"{len(documents) + 1:02d}-pretrain-two-nodes.yaml"] = [pytorch_job(config, "pretrain", two_nodes)]
+    grpo = specs["grpo"]
+    pool = grpo.model_copy(update={
+        "name": f"{grpo.name}-pool", "args": tuple(a.replace("/runs/grpo", "/runs/grpo-pool") for a in grpo.args),
+        "rollout": grpo.rollout.model_copy(update={"placement": "pool"})})
+    documents[f"{len(documents) + 1:02d}-grpo-rollout-pool.yaml"] = [
+        pytorch_job(config, "grpo", pool), rollout_deployment(config, pool, owner_uid=None),
+        rollout_service(pool, owner_uid=None)]
     return documents

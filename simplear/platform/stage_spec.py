@@ -20,13 +20,21 @@ CREDENTIAL_VARIABLES = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", 
 
 
 class RolloutSpec(Strict):
-    """GRPO's rollout server: engine, initial policy, ports and how the trainer pushes new weights to it."""
+    """GRPO's rollout server: engine, initial policy, where it runs, ports and how new weights reach it."""
 
     model: str = Field(description="initial policy (the trainer's --init-from): checkpoint directory or store URI")
     engine: Literal["vllm", "torch"] = "vllm"
+    placement: Literal["sidecar", "pool"] | None = Field(
+        default=None, description="sidecar: in the trainer's master pod (localhost); pool: a Deployment on the "
+        "rollout pool; None: the platform's rollout_placement"
+    )
     port: int = Field(default=8000, gt=0, lt=65536, description="HTTP port: /generate, /weights, /health")
-    weight_sync_port: int = Field(default=51216, gt=0, lt=65536, description="NCCL weight-broadcast rendezvous port")
-    weight_transfer: Literal["store", "nccl"] = "store"
+    weight_sync_port: int = Field(
+        default=51216, gt=0, lt=65536, description="NCCL rendezvous port, opened by trainer rank 0 (vLLM's TCPStore)"
+    )
+    weight_sync: Literal["auto", "nccl", "store"] = Field(
+        default="auto", description="auto: NCCL after each step when both ends have GPUs, else the store reload"
+    )
     args: tuple[str, ...] = Field(default=(), description="further `simplear rollout-server` flags")
     startup_seconds: int = Field(default=900, gt=0, description="how long loading the policy may take")
 
@@ -80,5 +88,7 @@ class StageSpec(Strict):
             raise ValueError(f"stage {stage} runs one process: nodes and procs_per_node must be 1")
         if self.rollout is not None and stage != "grpo":
             raise ValueError(f"a rollout server is only for stage grpo, not {stage}")
-        if self.rollout is not None and {"--rollout", "--rollout-url"} & {a.split("=")[0] for a in self.args}:
-            raise ValueError("args must not set --rollout / --rollout-url: the rollout server's address is filled in")
+        filled = {"--rollout", "--rollout-url", "--rollout-weight-sync", "--rollout-sync-host", "--rollout-sync-port"}
+        if self.rollout is not None and filled & {a.split("=")[0] for a in self.args}:
+            raise ValueError("args must not set --rollout / --rollout-url / --rollout-weight-sync / --rollout-sync-*: "
+                             "the rollout server's address and weight sync are filled in")

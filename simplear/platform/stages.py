@@ -45,9 +45,16 @@ def checked_stage(stage: StageName | str, spec: StageSpec) -> StageKind:
     return kind
 
 
-def stage_arguments(stage: str, spec: StageSpec, rollout_url: str | None = None) -> list[str]:
-    """`simplear` arguments of one rank: subcommand, the spec's flags and, with a rollout server, its address."""
-    arguments = [*stage_kind(stage).command, *spec.args]
-    if rollout_url is not None:
-        arguments += ["--rollout", "http", "--rollout-url", rollout_url]
-    return arguments
+def rollout_arguments(url: str, spec: StageSpec, sync_host: str) -> list[str]:
+    """The trainer's flags for its rollout server: address, weight sync and the NCCL rendezvous trainer rank 0 opens
+    on `sync_host` (an address of its own pod the server can reach)."""
+    rollout = spec.rollout
+    if rollout is None:
+        raise ValueError(f"run {spec.name} has no rollout server: set StageSpec.rollout")
+    return ["--rollout", "http", "--rollout-url", url, "--rollout-weight-sync", rollout.weight_sync,
+            "--rollout-sync-host", sync_host, "--rollout-sync-port", str(rollout.weight_sync_port)]
+
+
+def stage_arguments(stage: str, spec: StageSpec, rollout: list[str] | None = None) -> list[str]:
+    """`simplear` arguments of one rank: subcommand, the spec's flags and, with a rollout server, rollout_arguments."""
+    return [*stage_kind(stage).command, *spec.args, *(rollout or [])]

@@ -73,9 +73,15 @@ simplear.io/ingress: deny
 {{/* What every pod of the chart carries: pull secrets, pod security context and the placement of
 one pool (nodeSelector, tolerations, affinity). Call with (dict "root" $ "pool" "cpu"). */}}
 {{- define "simplear.podDefaults" -}}
-{{- $pool := index .root.Values.pools .pool -}}
 securityContext:
   {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{ include "simplear.poolPlacement" . }}
+{{- end }}
+
+{{/* Pull secrets and the placement of one pool (nodeSelector, tolerations, affinity): what a ServingRuntime
+takes of the pod. Call with (dict "root" $ "pool" "serve"). */}}
+{{- define "simplear.poolPlacement" -}}
+{{- $pool := index .root.Values.pools .pool -}}
 {{- with .root.Values.images.pullSecrets }}
 imagePullSecrets:
 {{- range . }}
@@ -196,9 +202,39 @@ securityContext:
 {{- include "simplear.componentName" (dict "root" . "component" "platform") }}
 {{- end }}
 
-{{/* Name of the InferenceService. */}}
+{{/* Name of the InferenceService the pipelines deploy to (and the model name it serves). */}}
 {{- define "simplear.inferenceServiceName" -}}
-{{- include "simplear.fullname" . }}
+{{- .Values.kserve.inferenceServiceName | default (include "simplear.fullname" .) }}
+{{- end }}
+
+{{/* Name of the (Cluster)ServingRuntime of model format simplear. */}}
+{{- define "simplear.servingRuntimeName" -}}
+{{- .Values.kserve.runtime.name | default (include "simplear.componentName" (dict "root" . "component" "runtime")) }}
+{{- end }}
+
+{{/* "true" when the KServe objects render: kserve.enabled on a cluster that serves KServe's kinds. Installing or
+upgrading with kserve.enabled where they are missing fails and says which; `helm lint` renders without them. */}}
+{{- define "simplear.kserve" -}}
+{{- if .Values.kserve.enabled }}
+{{- $runtime := printf "serving.kserve.io/v1alpha1/%s" (ternary "ClusterServingRuntime" "ServingRuntime" .Values.kserve.runtime.cluster) }}
+{{- $missing := list }}
+{{- range list $runtime "serving.kserve.io/v1beta1/InferenceService" }}
+{{- if not ($.Capabilities.APIVersions.Has .) }}
+{{- $missing = append $missing . }}
+{{- end }}
+{{- end }}
+{{- if not $missing }}
+{{- "true" }}
+{{- else if or .Release.IsInstall .Release.IsUpgrade }}
+{{- fail (printf "kserve.enabled=true, but this cluster has no %s: install KServe first, or set kserve.enabled=false (helm template: pass --api-versions for each)" (join " and " $missing)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The serve pool's deployment strategy: the value, else Recreate when the pool has GPUs (a new revision takes
+the old one's instead of waiting for more), RollingUpdate on CPU. */}}
+{{- define "simplear.deploymentStrategy" -}}
+{{- .Values.kserve.deploymentStrategy | default (ternary "Recreate" "RollingUpdate" (gt (int .Values.pools.serve.gpus) 0)) }}
 {{- end }}
 
 {{/* In-cluster URL of the predictor's readiness route. */}}

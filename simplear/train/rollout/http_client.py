@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from typing import Any
 
@@ -15,6 +16,9 @@ from simplear.store import Store
 from simplear.train.rollout.client import Rollout
 from simplear.train.rollout.nccl_push import NcclWeightPush
 from simplear.train.rollout.store_push import StoreWeightPush
+from simplear.train.rollout.weight_layout import WeightLayoutMismatch
+
+log = logging.getLogger(__name__)
 
 
 class RolloutServerError(RuntimeError):
@@ -22,7 +26,7 @@ class RolloutServerError(RuntimeError):
 
 
 class HttpRolloutClient:
-    """Rollouts from a rollout server; weights pushed through the store (or NCCL on GPU when `nccl` is given).
+    """Rollouts from a rollout server; weights pushed through the store, or over NCCL on GPU when `nccl` is given.
 
     Connection errors, timeouts and 5xx answers are retried `attempts` times with exponential backoff; a 4xx is
     not retried. Every call has a connect and a read timeout, so a dead server is an error, never a hang.
@@ -62,9 +66,20 @@ class HttpRolloutClient:
         return Rollout(torch.cat(codes), torch.cat(logprobs), min(versions))
 
     def push_weights(self, model: SimpleARModel) -> int:
-        """Make the server sample from `model`'s weights; returns the server's new policy version."""
+        """Make the server sample from `model`'s weights; returns the server's new policy version.
+
+        Over NCCL when given; a push that fails there (not a refused layout: that is the trainer's error) falls back
+        to the store for the rest of the run, whose full reload also repairs whatever a broken broadcast left.
+        """
         if self.nccl is not None:
-            return self.nccl.push(model)
+            try:
+                return self.nccl.push(model)
+            except WeightLayoutMismatch:
+                raise
+            except Exception as exc:
+                log.warning("NCCL weight push to %s failed (%s: %s); pushing through the store from now on",
+                            self.base_url, type(exc).__name__, exc)
+                self.nccl = None
         uri = self.weights.save(model)
         version = int(self._call("POST", "/weights", {"uri": uri})["policy_version"])
         self.weights.served_now(uri)

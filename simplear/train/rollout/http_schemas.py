@@ -67,7 +67,7 @@ class NcclInitRequest(Body):
 
 
 class NcclUpdateRequest(Body):
-    """vLLM weight-transfer update info: names, dtypes and shapes of the parameters about to be broadcast."""
+    """vLLM weight-transfer update info: names, dtype_names and shapes of the parameters about to be broadcast."""
 
     update_info: dict[str, Any]
 
@@ -80,7 +80,7 @@ class WeightsResponse(Body):
 
 
 class HealthResponse(Body):
-    """Liveness, engine, policy version, and how many CFG pairs were failed for decoding apart."""
+    """Liveness, engine, policy version, CFG pairs failed for decoding apart, and how weights may be pushed."""
 
     status: str
     engine: str
@@ -88,3 +88,5 @@ class HealthResponse(Body):
     max_positions: int
     codebook_size: int
     cfg_pairs_failed: int
+    weight_sync: list[str] = Field(description="how pushes may arrive: store, and nccl where the server takes it")
+    nccl_world_size: int = Field(description="the server's ranks in an NCCL weight-push group")

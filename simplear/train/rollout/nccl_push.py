@@ -1,62 +1,122 @@
-"""The GPU weight push: trainer rank 0 broadcasts every parameter over NCCL to the vLLM rollout server.
+"""The GPU weight push: after each optimizer step trainer rank 0 broadcasts the policy over NCCL to the rollout server.
 
-The trainer side is vLLM's own NCCLTrainerWeightTransferEngine (as trl's VLLMClient does, it needs vLLM
-installed beside the trainer); this file only adapts its control calls to the rollout server's routes.
-NCCL needs CUDA on both ends, so this path is not exercised on CPU machines or in the CPU test suite.
+It follows trl 1.16's VLLMClient against `vllm serve` (trl/generation/vllm_client.py: init_communicator,
+update_named_params): rank 0 joins the server's vLLM workers in one NCCL group, world size = their count + 1, itself
+rank 0 (rank_offset 1 for the workers), through vLLM's StatelessProcessGroup rendezvous on a TCPStore that rank 0
+opens on its own address (127.0.0.1 beside a sidecar server, the pod IP for a pool server); each push announces the
+tensors, then streams them packed (vLLM's packed_nccl_broadcast_producer) while the server's request receives them.
+The server adds a prepare step before each broadcast: it checks the announced names, shapes and dtypes against the
+policy it serves and refuses a mismatch before any NCCL traffic, so a bad push leaves the old weights serving.
+Tensors are sent in the dtype the engine serves (bf16 on GPU), half the bytes of fp32 master weights.
+NCCL needs CUDA on both ends; everywhere else, and as the fallback, weights go through the store (store_push.py).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
+import torch
 
 from simplear.model.simplear_lm import SimpleARModel
+from simplear.train.rollout.weight_layout import Layout, check_layout, layout_from_json, module_layout
+
+log = logging.getLogger(__name__)
 
 
-class _ServerControl:
-    """vLLM's VLLMWeightSyncClient protocol over the rollout server's /weights/nccl routes."""
+class NcclUnavailable(RuntimeError):
+    """The NCCL weight push cannot be used here (no CUDA, no vLLM, or a server that does not take it)."""
 
-    def __init__(self, base_url: str, timeout_s: float) -> None:
-        self.base_url, self.timeout_s = base_url.rstrip("/"), timeout_s
-        self.version = 0
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = requests.post(f"{self.base_url}{path}", json=body, timeout=self.timeout_s)
-        response.raise_for_status()
-        return response.json()
-
-    def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
-        self._post("/weights/nccl/init", {"init_info": init_info})
-
-    def start_weight_update(self) -> None:
-        """The server starts the update inside /weights/nccl/update, under its policy lock."""
-
-    def update_weights(self, update_info: dict[str, Any]) -> None:
-        self.version = self._post("/weights/nccl/update", {"update_info": update_info})["policy_version"]
-
-    def finish_weight_update(self, weight_version: str | None = None) -> None:
-        """The server finishes the update inside /weights/nccl/update and bumps its policy version."""
+def nccl_unavailable(health: dict[str, Any]) -> str | None:
+    """Why this trainer cannot push to the server whose /health answered `health` over NCCL, or None when it can."""
+    if not torch.cuda.is_available():
+        return "the trainer has no CUDA device"
+    if "nccl" not in health.get("weight_sync", []):
+        return (f"the rollout server ({health.get('engine')} engine) takes no NCCL pushes: it needs --engine vllm, "
+                "--weight-transfer nccl or auto, and a GPU")
+    try:
+        import vllm.distributed.weight_transfer.nccl_common  # noqa: F401
+    except ImportError as exc:
+        return f"vLLM's NCCL communicator does not import here ({exc})"
+    return None
 
 
 class NcclWeightPush:
     """Joins the server's NCCL group once (this process is rank 0), then broadcasts the policy on each push."""
 
-    def __init__(self, base_url: str, master_address: str, master_port: int, timeout_s: float = 600.0) -> None:
-        self.control = _ServerControl(base_url, timeout_s)
-        self.master_address, self.master_port = master_address, master_port
-        self._engine = None
+    def __init__(self, base_url: str, host: str, port: int, timeout_s: float = 600.0) -> None:
+        self.base_url, self.host, self.port, self.timeout_s = base_url.rstrip("/"), host, port, timeout_s
+        self.group: Any = None
+        self.layout: Layout | None = None
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to the server; its `error` in the exception when it refuses."""
+        response = requests.post(f"{self.base_url}{path}", json=body, timeout=self.timeout_s)
+        if response.status_code >= 400:
+            raise NcclUnavailable(f"rollout server {self.base_url}{path} answered {response.status_code}: "
+                                  f"{response.json().get('error', response.text) if response.content else ''}")
+        return response.json()
+
+    def served_layout(self) -> Layout:
+        """The tensors the server serves (fetched once): what every push must announce and send."""
+        if self.layout is None:
+            answer = requests.get(f"{self.base_url}/weights/layout", timeout=self.timeout_s)
+            answer.raise_for_status()
+            self.layout = layout_from_json(answer.json()["parameters"])
+        return self.layout
+
+    def connect(self) -> None:
+        """Join the NCCL group: the server's init request and this rank's rendezvous run together, as both block
+        until the other side arrives."""
+        from vllm.distributed.weight_transfer.nccl_common import trainer_init
+
+        health = requests.get(f"{self.base_url}/health", timeout=self.timeout_s).json()
+        init_info = {"master_address": self.host, "master_port": self.port, "rank_offset": 1,
+                     "world_size": int(health["nccl_world_size"]) + 1, "packed": True}
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            joined = executor.submit(self._post, "/weights/nccl/init", {"init_info": init_info})
+            self.group = trainer_init(init_info)
+            joined.result()
+        log.info("NCCL weight sync with %s: rendezvous %s:%d, world size %d", self.base_url, self.host, self.port,
+                 init_info["world_size"])
 
     def push(self, model: SimpleARModel) -> int:
-        """Broadcast every parameter of `model.lm`; the server loads them and returns its new policy version."""
-        from vllm.distributed.weight_transfer.base import ModuleSource
-        from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo, NCCLTrainerWeightTransferEngine
+        """Broadcast every parameter of `model.lm` in the served dtype; the server's new policy version.
 
-        if self._engine is None:
-            info = NCCLTrainerInitInfo(master_address=self.master_address, master_port=self.master_port,
-                                       world_size=2, rank=0)
-            self._engine = NCCLTrainerWeightTransferEngine.trainer_init(
-                info, client=self.control, source=ModuleSource(model.lm))
-        self._engine.source = ModuleSource(model.lm)
-        self._engine.send_weights()
-        return self.control.version
+        WeightLayoutMismatch, before anything is sent, when the policy does not match what the server serves.
+        """
+        layout = self.served_layout()
+        dtypes = {name: getattr(torch, dtype) for name, (dtype, _) in layout.items()}
+        announced = {name: (str(dtypes.get(name, p.dtype)).removeprefix("torch."), shape)
+                     for name, (p, shape) in _parameters(model).items()}
+        check_layout(layout, announced, exact_dtype=True, what="this trainer's policy")
+        from vllm.distributed.weight_transfer.packed_tensor import packed_nccl_broadcast_producer
+
+        if self.group is None:
+            self.connect()
+        names = list(announced)
+        self._post("/weights/nccl/prepare", {"update_info": {
+            "names": names, "dtype_names": [announced[n][0] for n in names],
+            "shapes": [list(announced[n][1]) for n in names]}})
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            received = executor.submit(self._post, "/weights/nccl/update", {})
+            packed_nccl_broadcast_producer(iterator=_cast(model, dtypes), group=self.group, src=0,
+                                           post_iter_func=lambda item: item[1])
+            return int(received.result()["policy_version"])
+
+
+def _parameters(model: SimpleARModel) -> dict[str, tuple[torch.nn.Parameter, tuple[int, ...]]]:
+    """The policy's parameters by name (a tied head once), with their shapes."""
+    layout = module_layout(model.lm)
+    params = dict(model.lm.named_parameters())
+    return {name: (params[name], shape) for name, (_, shape) in layout.items()}
+
+
+def _cast(model: SimpleARModel, dtypes: dict[str, torch.dtype]) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) in announce order, each detached, contiguous and in the dtype the server holds."""
+    for name, param in model.lm.named_parameters():
+        yield name, param.detach().to(dtypes[name]).contiguous()

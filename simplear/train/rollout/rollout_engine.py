@@ -41,14 +41,26 @@ class RolloutEngine(Protocol):
         ...
 
 
+def resolved_device() -> str:
+    """cuda when available, else cpu."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def engine_dtype(config: RolloutServerConfig) -> str:
+    """The dtype the engine holds the weights in: vLLM's configured one, else bf16 on GPU and fp32 on CPU."""
+    if config.engine == "vllm" and config.vllm.dtype != "auto":
+        return config.vllm.dtype
+    return "bfloat16" if (config.device or resolved_device()).startswith("cuda") else "float32"
+
+
 def build_rollout_engine(config: RolloutServerConfig, model_dir: Path) -> RolloutEngine:
     """The torch sampler or vLLM engine over a local checkpoint directory, on the configured device."""
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = config.device or resolved_device()
     if config.engine == "vllm":
         from simplear.sampling.vllm_engine import VllmEngine
 
         return VllmEngine(model_dir, config.vllm, device=device)
     from simplear.train.rollout.torch_engine import TorchRolloutEngine
 
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return TorchRolloutEngine(SimpleARModel.load(model_dir, dtype=dtype, device=device), config.torch_batch_size)
+    model = SimpleARModel.load(model_dir, dtype=getattr(torch, engine_dtype(config)), device=device)
+    return TorchRolloutEngine(model, config.torch_batch_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import tempfile
 from pathlib import Path
 
@@ -11,8 +12,9 @@ from pydantic import ValidationError
 
 from simplear.config import RolloutServerConfig, VllmEngineConfig
 from simplear.store import Store, is_s3
-from simplear.train.rollout.rollout_engine import build_rollout_engine
+from simplear.train.rollout.rollout_engine import build_rollout_engine, engine_dtype, resolved_device
 from simplear.train.rollout.server import build_app
+from simplear.train.rollout.weight_layout import served_layout
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=["torch", "vllm"], default="torch",
                         help="vllm needs vLLM (the rollout image; .venv-vllm here)")
     parser.add_argument("--device", help="default: cuda when available, else cpu")
-    parser.add_argument("--host", default=defaults["host"].default)
+    parser.add_argument("--host", action="append", dest="hosts",
+                        help="address to bind, repeatable (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=defaults["port"].default)
     parser.add_argument("--max-images-per-request", type=int, default=defaults["max_images_per_request"].default)
     parser.add_argument("--torch-batch-size", type=int, default=defaults["torch_batch_size"].default)
@@ -34,21 +37,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vllm-dtype", choices=["auto", "float32", "bfloat16"], default=vllm.dtype)
     parser.add_argument("--vllm-scheduler", choices=["pair", "vllm"], default=vllm.scheduler,
                         help="pair: CFG pairs admitted together; vllm: vLLM's own (splits pairs; for comparison)")
-    parser.add_argument("--weight-transfer", choices=["store", "nccl"], default=vllm.weight_transfer,
-                        help="nccl: also accept NCCL broadcasts from trainer rank 0 (vllm on GPU)")
+    parser.add_argument("--weight-transfer", choices=["store", "nccl", "auto"], default=vllm.weight_transfer,
+                        help="nccl: also take NCCL broadcasts from trainer rank 0 (vllm on GPU); auto: nccl when the "
+                             "engine is vllm on a GPU, else store")
 
 
 def config_from_args(args: argparse.Namespace) -> RolloutServerConfig:
     """The validated config, or a one-line exit naming the bad value."""
+    device = args.device or resolved_device()
+    transfer = args.weight_transfer
+    if transfer == "auto":
+        transfer = "nccl" if args.engine == "vllm" and device.startswith("cuda") else "store"
     try:
         return RolloutServerConfig(
-            model=args.model, engine=args.engine, device=args.device, host=args.host, port=args.port,
+            model=args.model, engine=args.engine, device=device, hosts=tuple(args.hosts or ("127.0.0.1",)),
+            port=args.port,
             max_images_per_request=args.max_images_per_request, torch_batch_size=args.torch_batch_size,
             scratch=args.scratch,
             vllm=VllmEngineConfig(
                 kv_cache_gib=args.vllm_kv_cache_gib, gpu_memory_utilization=args.vllm_gpu_memory_utilization,
                 max_num_seqs=args.vllm_max_num_seqs, max_model_len=args.vllm_max_model_len, dtype=args.vllm_dtype,
-                scheduler=args.vllm_scheduler, weight_transfer=args.weight_transfer,
+                scheduler=args.vllm_scheduler, weight_transfer=transfer,
             ),
         )
     except ValidationError as err:
@@ -65,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
             model_dir = Path(tmp) / "initial"
             store.get_artifact(config.model, model_dir)
         engine = build_rollout_engine(config, model_dir)
-        print(f"simplear rollout-server: {engine.name} engine on http://{config.host}:{config.port}", flush=True)
-        uvicorn.run(build_app(engine, config, store), host=config.host, port=config.port, log_level="warning")
+        app = build_app(engine, config, store, served_layout(model_dir, engine_dtype(config)))
+        sockets = [socket.create_server((host, config.port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+                   for host in config.hosts]
+        where = ", ".join(f"http://{host}:{config.port}" for host in config.hosts)
+        print(f"simplear rollout-server: {engine.name} engine on {where}", flush=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=sockets)
     return 0
