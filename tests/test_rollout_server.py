@@ -73,9 +73,16 @@ def serve(url: str, checkpoint: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def server(policies: dict[str, Path]) -> Iterator[RolloutServerProcess]:
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's scratch directory: named, not yet created."""
+    return tmp_path_factory.mktemp("rollout") / "not" / "yet" / "there"
+
+
+@pytest.fixture(scope="module")
+def server(policies: dict[str, Path], scratch: Path) -> Iterator[RolloutServerProcess]:
     """One torch rollout server for the module."""
-    with RolloutServerProcess(["--engine", "torch", "--model", str(policies["initial"])]) as process:
+    args = ["--engine", "torch", "--model", str(policies["initial"]), "--scratch", str(scratch)]
+    with RolloutServerProcess(args) as process:
         yield process
 
 
@@ -85,7 +92,8 @@ def client(server: RolloutServerProcess, tmp_path: Path) -> HttpRolloutClient:
     return HttpRolloutClient(server.url, Store(), str(tmp_path / "pushed"), timeout_s=TIMEOUT, attempts=2)
 
 
-def test_health_names_the_engine_and_version(server: RolloutServerProcess) -> None:
+def test_health_names_the_engine_and_version(server: RolloutServerProcess, scratch: Path) -> None:
+    assert [p.name.startswith("simplear-rollout-") for p in scratch.iterdir()] == [True], "scratch made, used"
     health = requests.get(f"{server.url}/health", timeout=TIMEOUT).json()
     assert health["status"] == "ok" and health["engine"] == "torch"
     assert health["codebook_size"] == 16 and health["max_positions"] == 2048

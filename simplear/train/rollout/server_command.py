@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     """Load the initial policy, start the engine, serve until SIGTERM / Ctrl-C."""
     config = config_from_args(args)
     store = Store()
+    if config.scratch:
+        Path(config.scratch).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="simplear-rollout-", dir=config.scratch) as tmp:
         model_dir = Path(config.model)
         if is_s3(config.model):
