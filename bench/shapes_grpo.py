@@ -3,7 +3,8 @@
 Evaluates `--init-from` on the held-out prompts exactly as `simplear evaluate --score-shapes` does in
 bench/shapes_sft.py (same prompts, 4 images per prompt, seeds 1000 + 4 i + j, CFG 5 against the CFG-dropped prompt),
 trains GRPO with the `geneval_shapes` reward for `--max-steps` steps (at most `--minutes`) through the chosen rollout
-engine, evaluates the final model again, and writes `{"minutes", "engine", "policy", "before", "after", "gain",
+engine (engine: in_process, or http-torch / http-vllm as the rollout server reports), evaluates the final model
+again, and writes `{"minutes", "engine", "policy", "before", "after", "gain",
 "reward_curve", ...}` into `--out`, one object per (engine, policy), a list when several have run.
 `--policy plain` samples rollouts without CFG and trains the model's own distribution (upstream's GRPO); `guided`
 samples them as the evaluation does (CFG 5 against the CFG-dropped prompt) and trains the guided distribution.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 from simplear.config import GRPOTrainConfig, RewardSpec, RolloutSampling, SamplingConfig, get_preset
@@ -77,6 +79,14 @@ def write_result(path: Path, result: dict) -> None:
     path.write_text(json.dumps(entries[0] if len(entries) == 1 else entries, indent=2) + "\n")
 
 
+def engine_label(args: argparse.Namespace) -> str:
+    """in_process, or http-<engine> with the engine the rollout server reports (torch or vllm)."""
+    if args.engine == "in_process":
+        return "in_process"
+    with urllib.request.urlopen(f"{args.rollout_url.rstrip('/')}/health", timeout=60) as answer:
+        return f"http-{json.load(answer)['engine']}"
+
+
 def run_policy(args: argparse.Namespace, policy: str, before: dict) -> dict:
     """Train one policy from the SFT model, evaluate the result, add it to the JSON."""
     work = args.work / policy
@@ -85,7 +95,7 @@ def run_policy(args: argparse.Namespace, policy: str, before: dict) -> dict:
     minutes = (time.monotonic() - started) / 60
     after = evaluate(result.final, args.eval_prompts, str(work / "after"), sampling_config(args), args.preset)
     entry = {
-        "minutes": round(minutes, 2), "engine": args.engine, "policy": policy, "before": before, "after": after,
+        "minutes": round(minutes, 2), "engine": engine_label(args), "policy": policy, "before": before, "after": after,
         "gain": after["overall"] - before["overall"], "reward_curve": result.reward_curve, "steps": result.steps,
         "init_from": args.init_from,
         "settings": {k: v for k, v in vars(args).items() if k not in ("work", "out", "init_from", "policy")},
