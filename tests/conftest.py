@@ -1,9 +1,10 @@
-"""Shared test fixtures: a real S3 server (SeaweedFS) with a fresh bucket per test, and a peaked tiny model."""
+"""Shared test fixtures: a real S3 server (SeaweedFS) with a fresh bucket per test, model servers, a peaked model."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from simplear.config import get_preset
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.s3_server import EmbeddedS3
+from simplear.serve.process import ServerProcess
 from simplear.store import Store
 
 
@@ -28,6 +30,27 @@ def s3_store(s3_server: EmbeddedS3) -> tuple[Store, str]:
     bucket = "test-" + secrets.token_hex(8)
     s3_server.create_bucket(bucket)
     return Store(s3_server.settings()), f"s3://{bucket}"
+
+
+@contextlib.contextmanager
+def _all_serving(servers: dict[str, ServerProcess]) -> Iterator[dict[str, ServerProcess]]:
+    """Launch every server, wait until each is ready, yield them; stop them all and remove their logs."""
+    try:
+        for server in servers.values():
+            server.launch()
+        for server in servers.values():
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+            server.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def all_serving() -> Callable[[dict[str, ServerProcess]], contextlib.AbstractContextManager]:
+    """Start model servers side by side (launched together, so their loads overlap) for a module's tests."""
+    return _all_serving
 
 
 @pytest.fixture(scope="module")

@@ -113,8 +113,8 @@ def test_grpo_runs_through_the_sidecar_localhost_path_with_the_vllm_engine(
     out = tmp_path / "grpo"
     run_args = ("--prompts", str(meta), "--caption", "short", "--output", str(out), "--init-from",
                 str(checkpoints["initial"]), "--max-steps", "2", "--batch-size", "4", "--num-generations", "2",
-                "--cfg-scale", "3", "--reward", "geneval_shapes", "--save-steps", "100", "--no-tensorboard",
-                "--scratch", str(tmp_path / "scratch"))
+                "--policy", "guided", "--cfg-scale", "3", "--reward", "geneval_shapes", "--save-steps", "100",
+                "--no-tensorboard", "--scratch", str(tmp_path / "scratch"))
     (trainer,) = sidecar_job(checkpoints["initial"], run_args)["spec"]["pytorchReplicaSpecs"]["Master"][
         "template"]["spec"]["containers"]
     command = trainer["command"][trainer["command"].index("--no-python") + 2:]  # after `simplear`

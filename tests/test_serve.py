@@ -10,7 +10,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,7 +28,7 @@ TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[dict[str, ServerProcess]]:
+def servers(all_serving: Callable) -> Iterator[dict[str, ServerProcess]]:
     """Started together: the main one (64 and 32 px), a tiny queue on two addresses, a short deadline, one at a time."""
     started = {
         "main": ServerProcess([*TINY, "--resolutions", "64", "32"]),
@@ -37,16 +37,8 @@ def servers() -> Iterator[dict[str, ServerProcess]]:
         "slow": ServerProcess([*TINY, "--max-batch", "1", "--batch-window-ms", "0", "--deadline-s", "0.5"]),
         "serial": ServerProcess([*TINY, "--max-batch", "1", "--batch-window-ms", "0"]),
     }
-    try:
-        for server in started.values():
-            server.launch()
-        for server in started.values():
-            server.wait_ready()
-        yield started
-    finally:
-        for server in started.values():
-            server.stop()
-            server.log_path.unlink(missing_ok=True)
+    with all_serving(started) as serving:
+        yield serving
 
 
 @pytest.fixture(scope="module")

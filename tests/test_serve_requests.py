@@ -7,7 +7,7 @@ import json
 import re
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -25,23 +25,15 @@ OPENAI = "/openai/v1/images/generations"
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[dict[str, ServerProcess]]:
+def servers(all_serving: Callable) -> Iterator[dict[str, ServerProcess]]:
     """A server for bad requests (two images per request at most) and one decoding one image per call (2 s deadline)."""
     started = {
         "main": ServerProcess([*TINY, "--max-images-per-request", "2"]),
         "serial": ServerProcess([*TINY, "--max-batch", "1", "--batch-window-ms", "0", "--deadline-s", "2",
                                  "--max-images-per-request", "64"]),
     }
-    try:
-        for server in started.values():
-            server.launch()
-        for server in started.values():
-            server.wait_ready()
-        yield started
-    finally:
-        for server in started.values():
-            server.stop()
-            server.log_path.unlink(missing_ok=True)
+    with all_serving(started) as serving:
+        yield serving
 
 
 @pytest.fixture(scope="module")
