@@ -369,6 +369,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _text(self, text: bytes) -> None:
+        """A 200 plain-text answer (a non-follow log read)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
+
     def _status(self, code: int, reason: str, message: str) -> None:
         self._send(code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                           "message": message, "reason": reason, "code": code})
@@ -494,12 +502,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._status(404, "NotFound", f'pods "{pod_name}" not found')
                 return
             if pods[pod_name]["metadata"]["labels"].get("component") == "predictor":
-                text = b"simplear serve: model loaded from /mnt/models\n"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
+                self._text(b"simplear serve: model loaded from /mnt/models\n")
                 return
             state = pods[pod_name]["status"].get("containerStatuses", [{}])[0].get("state", {})
             if not state or "waiting" in state:
@@ -525,12 +528,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if not follow:
             lines = visible()
-            text = b"".join(render(line) for line in (lines[-tail:] if tail else lines))
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(text)))
-            self.end_headers()
-            self.wfile.write(text)
+            self._text(b"".join(render(line) for line in (lines[-tail:] if tail else lines)))
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
