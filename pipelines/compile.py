@@ -13,13 +13,19 @@ from kfp import compiler
 from pipelines.evaluate_deploy import evaluate_deploy
 from pipelines.grpo_only import grpo_only
 from pipelines.lifecycle import lifecycle
+from pipelines.pretrain_only import pretrain_only
 from pipelines.sft_only import sft_only
+from pipelines.tokenize_only import tokenize_only
+from pipelines.train import train_on_user_data
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 COMPILED = REPOSITORY / "pipelines" / "compiled"
 CHART_PIPELINES = REPOSITORY / "helm" / "simplear" / "files" / "pipelines"
 PIPELINES: dict[str, Callable] = {
     "simplear-lifecycle": lifecycle,
+    "simplear-train": train_on_user_data,
+    "simplear-tokenize": tokenize_only,
+    "simplear-pretrain": pretrain_only,
     "simplear-sft": sft_only,
     "simplear-grpo": grpo_only,
     "simplear-evaluate-deploy": evaluate_deploy,

@@ -32,6 +32,7 @@ def evaluate_deploy(
     procs_per_node: int = 0,
     eval_protocol: str = RECIPE.eval_protocol,
     eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
+    eval_score_shapes: bool = True,
     cfg_scale: float = RECIPE.cfg_scale,
     negative_prompt: str = RECIPE.negative_prompt,
     seed: int = RECIPE.seed,
@@ -51,9 +52,10 @@ def evaluate_deploy(
     held_out = place(existing_dataset(backend=backend, uri=eval_data_uri, required_file="evaluation_metadata.jsonl"),
                      display_name="Held-out prompts").outputs["data"]
     evaluation = pipeline_run.evaluation(procs_per_node, eval_protocol, eval_images_per_prompt, cfg_scale,
-                                         negative_prompt, seed)
+                                         negative_prompt, seed, eval_score_shapes)
     scored = place(evaluate(**evaluation, stage=model_label, model=model, prompts=held_out), display_name="Evaluate")
     served = place(deploy(**run, model_name=model_name, inference_service=inference_service, seed=seed,
-                          cfg_scale=cfg_scale, negative_prompt=negative_prompt, model=model, prompts=held_out),
+                          cfg_scale=cfg_scale, negative_prompt=negative_prompt, score_shapes=eval_score_shapes,
+                          model=model, prompts=held_out),
                    display_name="Serve and check").after(scored)
     return pipeline_run.report(scored, served)

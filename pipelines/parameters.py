@@ -12,7 +12,7 @@ PARAMETER_HELP: dict[str, str] = {
     "run_tag": "Name of this run's folder under store_root; empty: the pipeline run's id.",
     "runs_dir": "Local backend: where stage runs are recorded for `simplear jobs`; empty: $SIMPLEAR_RUNS_DIR or "
                 "~/.simplear/runs.",
-    "preset": "Model preset (tiny, 0.5B, 1.5B): transformer shape and visual tokenizer.",
+    "preset": "Model preset (tiny, 0.5B, 1.5B): visual tokenizer, and transformer shape of a random init.",
     "pretrain_images": "Synthetic shapes images of the pretraining set.",
     "pretrain_data_seed": "Seed of the pretraining set.",
     "sft_images": "Synthetic shapes images of the SFT set (their short captions are also the GRPO prompts).",
@@ -62,8 +62,28 @@ PARAMETER_HELP: dict[str, str] = {
     "model_uri": "Store URI of the checkpoint to evaluate and serve.",
     "model_label": "Name of the evaluated model in the report.",
     "sft_tokens_uri": "Store URI of the SFT token dataset (complete: has manifest.json).",
-    "prompts_data_uri": "Store URI of a shapes dataset folder whose meta.jsonl holds the GRPO prompts.",
+    "prompts_data_uri": "Store URI of the meta file whose captions are the GRPO prompts (a folder: its meta.jsonl).",
     "eval_data_uri": "Store URI of a folder holding the held-out evaluation_metadata.jsonl.",
+    "pretrain_meta_uri": "Store URI of the pretraining meta file: JSON list or JSONL of {image_path, caption} records "
+                         "(caption a string or {short, long}), or a mixing YAML of such files; image paths are store "
+                         "URIs or relative to the file.",
+    "sft_meta_uri": "Store URI of the SFT meta file (same formats as pretrain_meta_uri).",
+    "meta_uri": "Store URI of the meta file to tokenize (JSON, JSONL or mixing YAML; a folder: its meta.jsonl).",
+    "grpo_prompts_uri": "Store URI of the meta file whose captions are the GRPO prompts; empty: sft_meta_uri's.",
+    "vision_checkpoint_uri": "Store URI of the Cosmos tokenizer folder (encoder.jit, decoder.jit); the models record "
+                             "it in their vision.json, so later stages read it from the checkpoint.",
+    "text_lm_uri": "Store URI of the Qwen2.5 text LM (Hugging Face folder with its tokenizer) pretraining starts "
+                   "from, its vocabulary grown by the special tokens and visual codes; empty: a random init of the "
+                   "preset.",
+    "pretrain_tokens_uri": "Store URI of the pretraining token dataset (complete: has manifest.json).",
+    "resolution": "Pixels per side of the tokenized images (and so of the trained model); 0: the preset's.",
+    "grpo_caption": "Which caption of a {short, long} record is a GRPO prompt: short, long, or mixed (one at random).",
+    "grpo_rewards": "GRPO rewards as name[:weight], comma-separated, from the registry: geneval_shapes, clip, "
+                    "aesthetic (e.g. clip:0.7,aesthetic:0.3).",
+    "clip_model_uri": "Store URI of the CLIP model (Hugging Face folder) the clip and aesthetic rewards read.",
+    "aesthetic_head_uri": "Store URI of LAION's aesthetic MLP (.safetensors) the aesthetic reward reads.",
+    "eval_score_shapes": "Score evaluations with the exact shapes checker (shapes prompts); false: write the "
+                         "GenEval-layout images only, for GenEval's own detector.",
     "base_image": "Image of the component pods: the chart's base image (simplear with the Pipelines SDK).",
     "release": "Helm release of the platform to use when its namespace holds several; empty: the only one there "
                "(its ConfigMap names the store Secret, buckets, pools and images).",

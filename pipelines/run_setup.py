@@ -24,11 +24,11 @@ class PipelineRun:
     data_root: Any
 
     def evaluation(self, procs_per_node: Any, protocol: Any, images_per_prompt: Any, cfg_scale: Any,
-                   negative_prompt: Any, seed: Any) -> dict[str, Any]:
-        """The arguments of every evaluate task: the stage arguments plus ranks, protocol and sampling."""
+                   negative_prompt: Any, seed: Any, score_shapes: Any = True) -> dict[str, Any]:
+        """The arguments of every evaluate task: the stage arguments plus ranks, protocol, sampling and scorer."""
         return {**self.run, "procs_per_node": procs_per_node, "protocol": protocol,
                 "images_per_prompt": images_per_prompt, "cfg_scale": cfg_scale, "negative_prompt": negative_prompt,
-                "seed": seed}
+                "seed": seed, "score_shapes": score_shapes}
 
     def report(self, *after: PipelineTask) -> Any:
         """The report task, run once every given task is done; its output is the report folder's URI."""

@@ -39,6 +39,7 @@ def sft_only(
     train_loss_on: str = RECIPE.train_loss_on,
     eval_protocol: str = RECIPE.eval_protocol,
     eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
+    eval_score_shapes: bool = True,
     cfg_scale: float = RECIPE.cfg_scale,
     negative_prompt: str = RECIPE.negative_prompt,
     seed: int = RECIPE.seed,
@@ -53,7 +54,7 @@ def sft_only(
     pipeline_run = start_run(backend, store_root, run_tag, runs_dir, stage_timeout_minutes, cluster)
     place, run = pipeline_run.place, pipeline_run.run
     evaluation = pipeline_run.evaluation(procs_per_node, eval_protocol, eval_images_per_prompt, cfg_scale,
-                                         negative_prompt, seed)
+                                         negative_prompt, seed, eval_score_shapes)
     init = place(existing_model(backend=backend, uri=init_model_uri), display_name="Checkpoint to start from")
     tokens = place(existing_dataset(backend=backend, uri=sft_tokens_uri, required_file="manifest.json"),
                    display_name="SFT token dataset")

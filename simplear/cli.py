@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenize": ("simplear.data.tokenize_command", "turn meta files into token shards in the store"),
     "train": ("simplear.train.train_command", "pretrain or SFT on token shards, or GRPO with rollouts"),
     "evaluate": ("simplear.eval.evaluate_command", "GenEval / DPG-Bench prompts to images in their own layout"),
+    "upload": ("simplear.upload_command", "copy a local folder into the store as a complete artifact (text LM, CLIP)"),
     "jobs": ("simplear.platform.jobs_command", "list, describe, follow and cancel runs: local (default) or --cluster"),
     "deploy": ("simplear.platform.deploy_command", "serve a model from the store as a KServe InferenceService"),
     "manifests": ("simplear.platform.manifests_command", "write the reference Kubernetes manifests of every stage"),

@@ -644,3 +644,38 @@ SHAPES_RECIPES: dict[str, ShapesRecipe] = {
         grpo_max_minutes=2.0, eval_images_per_prompt=2,
     ),
 }
+
+
+class TrainRecipe(Strict):
+    """Defaults of the `simplear-train` pipeline on the user's data: upstream SimpleAR's optimisation, GRPO and
+    evaluation (TrainConfig, GRPOTrainConfig and the `simplear` protocol cite where each comes from); steps and
+    batch sizes are ours, to be sized to the data."""
+
+    preset: str = Field(default="0.5B", description="visual tokenizer family (Cosmos) and serving limits")
+    resolution: int = Field(default=0, ge=0, description="pixels per side of the tokenized images; 0 = the preset's")
+    batch_size: int = Field(default=8, gt=0, description="pretrain / SFT sequences per rank per step")
+    pretrain_steps: int = Field(default=10_000, gt=0)
+    pretrain_learning_rate: float = Field(default=1e-4, gt=0)
+    sft_steps: int = Field(default=2_000, gt=0)
+    sft_learning_rate: float = Field(default=1e-4, gt=0)
+    train_lr_schedule: str = Field(default="constant", pattern="^(constant|constant_with_warmup|linear|cosine)$")
+    train_weight_decay: float = Field(default=0.01, ge=0)
+    train_loss_on: str = Field(default="all", pattern="^(all|codes)$")
+    grpo_steps: int = Field(default=500, gt=0)
+    grpo_batch_size: int = Field(default=16, gt=0, description="rollout images per rank per step")
+    grpo_num_generations: int = Field(default=4, ge=2)
+    grpo_num_iterations: int = Field(default=1, gt=0)
+    grpo_learning_rate: float = Field(default=1e-6, gt=0)
+    grpo_policy: str = Field(default="plain", pattern="^(plain|guided)$")
+    grpo_prompt_prefix: str = "A photo of "
+    grpo_beta: float = Field(default=0.04, ge=0)
+    grpo_caption: str = Field(default="mixed", pattern="^(short|long|mixed)$")
+    grpo_rewards: str = Field(default="clip", description="name[:weight], comma-separated: clip, aesthetic, ...")
+    eval_protocol: str = Field(default="simplear", pattern="^(fixed|simplear)$")
+    eval_images_per_prompt: int = Field(default=4, gt=0)
+    cfg_scale: float = Field(default=6.0, ge=0)
+    negative_prompt: str = ""
+    seed: int = Field(default=0, ge=0)
+
+
+TRAIN_RECIPE = TrainRecipe()

@@ -19,7 +19,8 @@ def test_compiled_pipelines_ship_verbatim_in_a_config_map() -> None:
     config_map = one(objects("kfp"), "ConfigMap", "simplear-pipelines")
     assert config_map["data"] == {path.name: path.read_text() for path in compiled}
     names = {next(yaml.safe_load_all(path.read_text()))["pipelineInfo"]["name"] for path in compiled}
-    assert names == {"simplear-lifecycle", "simplear-sft", "simplear-grpo", "simplear-evaluate-deploy"}
+    assert names == {"simplear-lifecycle", "simplear-train", "simplear-tokenize", "simplear-pretrain", "simplear-sft",
+                     "simplear-grpo", "simplear-evaluate-deploy"}
 
 
 def test_registration_runs_after_install_and_upgrade_once_buckets_exist() -> None:

@@ -14,12 +14,15 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))  # pipelines/ is a folder of the repository, not an installed package
 
 from pipelines.compile import COMPILED, PIPELINES  # noqa: E402
-from simplear.config import SHAPES_RECIPES, ShapesRecipe  # noqa: E402
+from simplear.config import SHAPES_RECIPES, TRAIN_RECIPE, ShapesRecipe, TrainRecipe  # noqa: E402
 
 KFP_TYPES = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", bool: "BOOLEAN", dict: "STRUCT",
              list: "LIST"}
 REQUIRED = {
     "simplear-lifecycle": set(),
+    "simplear-train": {"pretrain_meta_uri", "sft_meta_uri", "eval_data_uri", "vision_checkpoint_uri", "text_lm_uri"},
+    "simplear-tokenize": {"meta_uri"},
+    "simplear-pretrain": {"pretrain_tokens_uri", "eval_data_uri"},
     "simplear-sft": {"init_model_uri", "sft_tokens_uri", "eval_data_uri"},
     "simplear-grpo": {"init_model_uri", "prompts_data_uri", "eval_data_uri"},
     "simplear-evaluate-deploy": {"model_uri", "eval_data_uri"},
@@ -48,6 +51,18 @@ def test_lifecycle_defaults_are_the_full_shapes_recipe_with_their_types() -> Non
     for field, info in ShapesRecipe.model_fields.items():
         assert params[field]["parameterType"] == KFP_TYPES[info.annotation], field
         assert params[field]["defaultValue"] == recipe[field], field
+
+
+def test_train_defaults_are_the_train_recipe_with_their_types() -> None:
+    """simplear-train's parameters of a recipe field have its type and the recipe's (upstream's) value."""
+    params = parameters("simplear-train")
+    recipe = TRAIN_RECIPE.model_dump()
+    for field, info in TrainRecipe.model_fields.items():
+        assert params[field]["parameterType"] == KFP_TYPES[info.annotation], field
+        assert params[field]["defaultValue"] == recipe[field], field
+    assert (recipe["train_lr_schedule"], recipe["train_weight_decay"], recipe["train_loss_on"]) == ("constant", 0.01,
+                                                                                                     "all")
+    assert (recipe["grpo_policy"], recipe["grpo_beta"], recipe["eval_protocol"]) == ("plain", 0.04, "simplear")
 
 
 def test_backend_and_rollout_defaults_are_the_clusters() -> None:

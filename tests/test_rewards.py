@@ -14,10 +14,11 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
 
-from simplear.config import RewardSpec
+from simplear.config import GRPOTrainConfig, RewardSpec
 from simplear.data.shapes import make_dataset, score_image
 from simplear.data.shapes_prompts import prompt_metadata
 from simplear.store import Store, join
+from simplear.train.grpo.trainer_args import grpo_arguments
 from simplear.train.rewards import REWARD_BUILDERS, build_rewards, register_reward
 from simplear.train.rewards.aesthetic import aesthetic_head_from_state
 from simplear.train.rewards.clip_loading import load_clip
@@ -121,7 +122,7 @@ def test_shapes_reward_is_the_scorers_fraction_of_satisfied_clauses() -> None:
     assert scores == [score_image(image, meta).fraction for image, meta in zip(images, metadata, strict=True)]
     assert scores[:6] == [1.0] * 6
     assert scores[6:] == [0.5, 0.0]
-    assert reward.name == "geneval_shapes" and reward.weight == 1.0
+    assert reward.name == "geneval_shapes"
 
 
 def test_shapes_reward_needs_metadata() -> None:
@@ -235,15 +236,18 @@ def test_unknown_reward_is_a_clear_error() -> None:
 
 
 def test_rewards_share_one_clip_and_keep_their_weights(clip_dir: Path, tmp_path: Path) -> None:
-    """clip and aesthetic on the same CLIP load it once; names and weights come from the specs, in order."""
+    """clip and aesthetic on the same CLIP load it once; names come from the specs in order, and trl's reward
+    weights (the weighted sum it optimises) are the specs' weights in the same order."""
     head = write_aesthetic_head(tmp_path / "aesthetic.safetensors")
     specs = [
         RewardSpec(name="clip", weight=2.0, clip_model=str(clip_dir)),
         RewardSpec(name="aesthetic", weight=-0.5, clip_model=str(clip_dir), aesthetic_head=str(head)),
     ]
     clip, aesthetic = build_rewards(specs, "cpu", Store())
-    assert (clip.name, clip.weight, aesthetic.name, aesthetic.weight) == ("clip", 2.0, "aesthetic", -0.5)
+    assert (clip.name, aesthetic.name) == ("clip", "aesthetic")
     assert clip.fn.clip is aesthetic.fn.clip
+    config = GRPOTrainConfig(prompts="p", output="o", init_from="m", max_steps=1, rewards=specs)
+    assert grpo_arguments(config, tmp_path / "trl", num_codes=16).reward_weights == [2.0, -0.5]
 
 
 def test_registered_rewards_can_be_built_and_names_are_unique() -> None:

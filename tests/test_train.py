@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from transformers import Qwen2ForCausalLM
 
 from simplear.cli import main as cli_main
-from simplear.config import PRESETS, SHAPES_RECIPES, ModelShape, TrainConfig
+from simplear.config import PRESETS, SHAPES_RECIPES, ModelShape, TrainConfig, get_preset
 from simplear.data.shapes import make_dataset
 from simplear.data.token_shards import TokenRecord, read_shard, write_token_dataset
 from simplear.model.prompt import TRAIN_PREFIXES, dropped_prompt
@@ -36,7 +36,7 @@ from simplear.store import MANIFEST, ArtifactNotFound, Store, join
 from simplear.train.checkpoints import checkpoint_uri, latest_checkpoint, publish_checkpoint
 from simplear.train.collator import IGNORE_INDEX, CodeCollator
 from simplear.train.deepspeed_config import deepspeed_config
-from simplear.train.model_init import initial_model
+from simplear.train.model_init import dataset_vision, initial_model
 from simplear.train.token_dataset import TokenDataset, repeats_for
 from simplear.train.token_records import TokenRecords
 from simplear.vision import PaletteTokenizer
@@ -312,6 +312,18 @@ def test_initial_model_from_a_text_lm_grows_the_vocabulary(tmp_path: Path) -> No
     assert torch.allclose(rows[-16:], text_lm.get_input_embeddings().weight.mean(dim=0).expand(16, -1), atol=1e-6)
     with pytest.raises(ValueError, match="visual codes"):
         initial_model(TrainConfig(**base, shape=SHAPE), codebook_size=64, store=Store())
+
+
+def test_the_model_records_the_visual_tokenizer_its_data_was_made_with() -> None:
+    """A Cosmos token dataset (manifest: kind, resolution, checkpoint) gives the Cosmos tokenizer at that resolution
+    whatever the preset; a palette one keeps the preset's palette at its resolution."""
+    base = {"stage": "pretrain", "data": "d", "output": "o", "max_steps": 1}
+    cosmos = dataset_vision(TrainConfig(**base), {"vision": "cosmos", "resolution": 64, "codebook_size": 64_000,
+                                                  "vision_checkpoint": "s3://models/cosmos"})
+    assert (cosmos.kind, cosmos.resolution, cosmos.grid, cosmos.checkpoint) == ("cosmos", 64, 4, "s3://models/cosmos")
+    palette = dataset_vision(TrainConfig(**base, preset="tiny"), {"vision": "palette", "resolution": 32})
+    assert palette == get_preset("tiny").vision.model_copy(update={"resolution": 32})
+    assert dataset_vision(TrainConfig(**base), {}) == get_preset("tiny").vision
 
 
 # ---------------------------------------------------------------- real runs (torchrun, 2 ranks, DeepSpeed on CPU)

@@ -22,12 +22,20 @@ def shapes_data(backend: str, runs_dir: str, root: str, data_root: str, run_id: 
 
 @on_base_image(*STAGE_HELPERS)
 def tokenize_data(backend: str, runs_dir: str, root: str, data_root: str, run_id: str, name: str, preset: str,
-                  procs_per_node: int, timeout_minutes: int, data: Input[Dataset], tokens: Output[Dataset]) -> None:
-    """Token shards of a dataset's meta file under data_root (complete once manifest.json exists)."""
+                  procs_per_node: int, timeout_minutes: int, data: Input[Dataset], tokens: Output[Dataset],
+                  vision_checkpoint: str = "", resolution: int = 0) -> None:
+    """Token shards of a dataset's meta file under data_root (complete once manifest.json exists).
+
+    A Cosmos preset reads its tokenizer from `vision_checkpoint`; `resolution` 0 keeps the preset's.
+    """
     from simplear.store import join
 
     uri = join(data_root, "tokens", name)
     args = ["--meta", data.metadata["meta"], "--output", uri, "--preset", preset, "--no-progress"]
+    if vision_checkpoint:
+        args += ["--vision-checkpoint", vision_checkpoint]
+    if resolution:
+        args += ["--resolution", resolution]
     seconds = run_stage(backend, runs_dir, "tokenize", f"tokenize-{name}", args, procs_per_node, timeout_minutes,
                         run_id)
     publish(tokens, uri, {"preset": preset})

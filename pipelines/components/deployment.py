@@ -18,8 +18,9 @@ from pipelines.components.stage_support import (
 )
 
 
-def predict_once(url: str, model_name: str, prompt: dict, seed: int, cfg_scale: float, negative_prompt: str) -> dict:
-    """One v1 predict request for a held-out prompt; its latency and the image's size and shapes score."""
+def predict_once(url: str, model_name: str, prompt: dict, seed: int, cfg_scale: float, negative_prompt: str,
+                 score_shapes: bool = True) -> dict:
+    """One v1 predict request for a held-out prompt; its latency, the image's size and (score_shapes) shapes score."""
     import base64
     import io
     import json
@@ -41,15 +42,18 @@ def predict_once(url: str, model_name: str, prompt: dict, seed: int, cfg_scale: 
     image = Image.open(io.BytesIO(base64.b64decode(prediction["image_b64"]))).convert("RGB")
     if image.size != (prediction["resolution"], prediction["resolution"]):
         raise ValueError(f"served image is {image.size}, not the {prediction['resolution']} px it reports")
-    score = score_image(image, prompt)
-    return {"prompt": prompt["prompt"], "seed": prediction["seed"], "latency_s": latency, "width": image.width,
-            "height": image.height, "correct": bool(score.correct), "reason": score.reason}
+    answer = {"prompt": prompt["prompt"], "seed": prediction["seed"], "latency_s": latency, "width": image.width,
+              "height": image.height}
+    if score_shapes:
+        score = score_image(image, prompt)
+        answer.update(correct=bool(score.correct), reason=score.reason)
+    return answer
 
 
 @on_base_image(*STAGE_HELPERS, predict_once)
 def deploy(backend: str, runs_dir: str, root: str, run_id: str, model_name: str, inference_service: str, seed: int,
            cfg_scale: float, negative_prompt: str, timeout_minutes: int, model: Input[Model],
-           prompts: Input[Dataset], served: Output[Artifact]) -> None:
+           prompts: Input[Dataset], served: Output[Artifact], score_shapes: bool = True) -> None:
     """Serve the model (local: `simplear serve` on 127.0.0.1; kubernetes: an InferenceService of the platform's
     runtime, by default the platform's name, labelled with this run, serving the model under its own name) and check
     one image once the new model serves."""
@@ -67,7 +71,8 @@ def deploy(backend: str, runs_dir: str, root: str, run_id: str, model_name: str,
                            startup_timeout_s=timeout_minutes * 60) as server:
             ready = time.monotonic() - started
             progress(f"serve: {uri} ready at {server.url} after {ready:.0f} s")
-            check = predict_once(server.url, model_name, prompt, seed, cfg_scale, negative_prompt)
+            check = predict_once(server.url, model_name, prompt, seed, cfg_scale, negative_prompt,
+                                 score_shapes)
             url = server.url
     else:
         from simplear.platform.manifests.labels import STAGE_LABEL, pipeline_run_labels
@@ -81,9 +86,10 @@ def deploy(backend: str, runs_dir: str, root: str, run_id: str, model_name: str,
         ready = time.monotonic() - started
         url = f"http://{inference_service}-predictor.{launcher.namespace}.svc"
         progress(f"serve: InferenceService {inference_service} serves {uri} after {ready:.0f} s")
-        check = predict_once(url, inference_service, prompt, seed, cfg_scale, negative_prompt)
+        check = predict_once(url, inference_service, prompt, seed, cfg_scale, negative_prompt, score_shapes)
+    verdict = "" if "correct" not in check else f" ({'correct' if check['correct'] else check['reason']})"
     progress(f"serve: v1 predict answered a {check['width']}x{check['height']} image in {check['latency_s']:.1f} s "
-             f"for {check['prompt']!r} ({'correct' if check['correct'] else check['reason']})")
+             f"for {check['prompt']!r}{verdict}")
     result = {"backend": backend, "url": url, "model": uri, "ready_s": ready, **check}
     publish(served, uri, result)
     record_step(store, root, "serve", {"stage": "serve", "seconds": time.monotonic() - started, "served": result})

@@ -10,8 +10,9 @@ from pipelines.components.stage_support import STAGE_HELPERS, backend_store, pro
 def evaluate(backend: str, runs_dir: str, root: str, run_id: str, stage: str, protocol: str, images_per_prompt: int,
              cfg_scale: float, negative_prompt: str, seed: int, procs_per_node: int, timeout_minutes: int,
              model: Input[Model], prompts: Input[Dataset], scores: Output[Metrics], samples: Output[Dataset],
-             batch_size: int = 64) -> None:
-    """Images of the held-out prompts with fixed seeds, scored by the exact shapes checker, per tag.
+             batch_size: int = 64, score_shapes: bool = True) -> None:
+    """Images of the held-out prompts with fixed seeds in GenEval's layout; with `score_shapes`, scored per tag by
+    the exact shapes checker (without: left for GenEval's own detector).
 
     Protocol fixed samples with `cfg_scale` against `negative_prompt`; simplear is upstream's published protocol
     (random prefixes, its negative prompt, CFG 6, 4 images per prompt), which ignores those two.
@@ -22,26 +23,33 @@ def evaluate(backend: str, runs_dir: str, root: str, run_id: str, stage: str, pr
 
     out = join(root, "eval", stage)
     args = ["--model", model.metadata["uri"], "--prompts", prompts.metadata["eval_prompts"], "--out", out,
-            "--n", images_per_prompt, "--score-shapes", "--no-progress", "--batch-size", batch_size,
+            "--n", images_per_prompt, "--no-progress", "--batch-size", batch_size,
             "--protocol", protocol, "--seed", seed]
+    if score_shapes:
+        args += ["--score-shapes"]
     if protocol == "fixed":
         args += ["--cfg-scale", cfg_scale, "--negative-prompt", negative_prompt]
     seconds = run_stage(backend, runs_dir, "evaluate", f"evaluate-{stage}", args, procs_per_node, timeout_minutes,
                         run_id)
     store = backend_store(backend)
-    summary = json.loads(store.read(join(out, "summary.json")))
-    for tag, score in summary["per_tag"].items():
-        scores.log_metric(tag, score)
-    scores.log_metric("overall", summary["overall"])
-    progress(f"evaluate-{stage}: overall {summary['overall']:.3f} "
-             + " ".join(f"{tag} {score:.2f}" for tag, score in summary["per_tag"].items()))
     prompt_count = sum(1 for line in store.read(prompts.metadata["eval_prompts"]).decode().splitlines() if line.strip())
+    summary = {}
+    if score_shapes:
+        summary = json.loads(store.read(join(out, "summary.json")))
+        for tag, score in summary["per_tag"].items():
+            scores.log_metric(tag, score)
+        scores.log_metric("overall", summary["overall"])
+        progress(f"evaluate-{stage}: overall {summary['overall']:.3f} "
+                 + " ".join(f"{tag} {score:.2f}" for tag, score in summary["per_tag"].items()))
+    else:
+        scores.log_metric("images", prompt_count * images_per_prompt)
+        progress(f"evaluate-{stage}: {prompt_count} prompts x {images_per_prompt} images in GenEval's layout at {out}")
     sampling = {"protocol": protocol, "cfg_scale": cfg_scale if protocol == "fixed" else 6.0,
                 "negative_prompt": negative_prompt if protocol == "fixed" else None, "seed": seed}
     publish(samples, out, {"stage": stage, "model": model.metadata["uri"], "images_per_prompt": images_per_prompt,
                            **sampling})
     record_step(store, root, f"evaluate-{stage}", {
-        "stage": "evaluate", "evaluates": stage, "seconds": seconds, "output": out, "per_tag": summary["per_tag"],
-        "overall": summary["overall"], "prompts": prompt_count, "images_per_prompt": images_per_prompt,
-        "sampling": sampling,
+        "stage": "evaluate", "evaluates": stage, "seconds": seconds, "output": out, "prompts": prompt_count,
+        "images_per_prompt": images_per_prompt, "sampling": sampling,
+        **({"per_tag": summary["per_tag"], "overall": summary["overall"]} if summary else {}),
     })

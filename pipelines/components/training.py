@@ -10,12 +10,14 @@ from pipelines.components.stage_support import STAGE_HELPERS, backend_store, pub
 def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps: int, batch_size: int,
              learning_rate: float, lr_schedule: str, weight_decay: float, loss_on: str, procs_per_node: int,
              timeout_minutes: int, tokens: Input[Dataset], model: Output[Model], save_steps: int = 100,
-             nodes: int = 1) -> None:
-    """Next-token pretraining of a random-init model of the preset on token shards; the final checkpoint."""
+             nodes: int = 1, text_lm: str = "") -> None:
+    """Next-token pretraining on token shards of a random-init model of the preset or, given `text_lm`, of that
+    Qwen2.5 text LM with the visual codes added to its vocabulary; the final checkpoint."""
     from simplear.store import join
 
     out = join(root, "models", "pretrain")
-    args = ["--data", tokens.metadata["uri"], "--output", out, "--preset", preset,
+    init = ["--init", "text_lm", "--init-from", text_lm] if text_lm else []
+    args = ["--data", tokens.metadata["uri"], "--output", out, "--preset", preset, *init,
             "--max-steps", steps, "--batch-size", batch_size, "--learning-rate", learning_rate,
             "--lr-schedule", lr_schedule, "--weight-decay", weight_decay, "--loss-on", loss_on,
             "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps, "--logging-steps", 10]
@@ -52,11 +54,14 @@ def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps
          prompt_prefix: str, beta: float, cfg_scale: float, negative_prompt: str, seed: int, rollout: str,
          rollout_engine: str, procs_per_node: int, timeout_minutes: int, prompts: Input[Dataset], init: Input[Model],
          model: Output[Model], reward_curve: Output[HTML], caption: str = "short", save_steps: int = 25,
-         nodes: int = 1, rollout_placement: str = "") -> None:
-    """GRPO with the exact shapes reward, rollouts in the trainer or from a rollout server; model and reward curve.
+         nodes: int = 1, rollout_placement: str = "", rewards: str = "geneval_shapes", clip_model: str = "",
+         aesthetic_head: str = "") -> None:
+    """GRPO with registry rewards, rollouts in the trainer or from a rollout server; model and reward curve.
 
-    Policy plain samples without CFG; guided samples with `cfg_scale` against `negative_prompt` and trains on that.
-    The rollout server runs as the trainer's sidecar or on the rollout pool (`rollout_placement`).
+    `rewards` is `name[:weight]` comma-separated (geneval_shapes, clip, aesthetic); clip and aesthetic read the CLIP
+    model `clip_model`, aesthetic also the LAION head `aesthetic_head`. Policy plain samples without CFG; guided
+    samples with `cfg_scale` against `negative_prompt` and trains on that. The rollout server runs as the trainer's
+    sidecar or on the rollout pool (`rollout_placement`).
     """
     import base64
     import json
@@ -73,6 +78,13 @@ def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps
             "--learning-rate", learning_rate, "--warmup-ratio", 0.05, "--policy", policy,
             "--prompt-prefix", prompt_prefix, "--beta", beta, "--seed", seed, "--save-steps", save_steps,
             "--logging-steps", 1]
+    for reward in (part.strip() for part in rewards.split(",")):
+        if reward:
+            args += ["--reward", reward]
+    if clip_model:
+        args += ["--clip-model", clip_model]
+    if aesthetic_head:
+        args += ["--aesthetic-head", aesthetic_head]
     if policy == "guided":
         args += ["--cfg-scale", cfg_scale, "--negative-prompt", negative_prompt]
     if max_minutes > 0:

@@ -15,23 +15,21 @@ EVAL_FILENAME = "evaluation_metadata.jsonl"
 
 
 def write_shapes(out: str, n: int, seed: int, eval_per_tag: int, eval_seed: int, store: Store | None = None) -> None:
-    """`n` training records and `eval_per_tag` held-out prompts per tag under `out` (path or store URI)."""
+    """`n` training records and `eval_per_tag` held-out prompts per tag under `out` (path or store URI); no
+    training record is captioned with a held-out prompt (of this eval_seed and eval_per_tag)."""
+    held_out = make_eval_prompts(eval_per_tag, seed=eval_seed)
+    eval_lines = "".join(json.dumps(p) + "\n" for p in held_out)
     if not is_s3(out):
-        write_dataset(make_dataset(n, seed=seed), out)
-        (Path(out) / EVAL_FILENAME).write_text(_eval_lines(eval_per_tag, eval_seed))
+        write_dataset(make_dataset(n, seed=seed, held_out=held_out), out)
+        (Path(out) / EVAL_FILENAME).write_text(eval_lines)
         return
     store = store or Store()
     with tempfile.TemporaryDirectory(prefix="simplear-shapes-") as tmp:
-        write_dataset(make_dataset(n, seed=seed), tmp)
+        write_dataset(make_dataset(n, seed=seed, held_out=held_out), tmp)
         for image in sorted((Path(tmp) / "images").iterdir()):
             store.upload_file(image, join(out, "images", image.name))
-        store.write(join(out, EVAL_FILENAME), _eval_lines(eval_per_tag, eval_seed).encode())
+        store.write(join(out, EVAL_FILENAME), eval_lines.encode())
         store.upload_file(Path(tmp) / META_FILENAME, join(out, META_FILENAME))
-
-
-def _eval_lines(per_tag: int, seed: int) -> str:
-    """GenEval's evaluation_metadata.jsonl text for the held-out prompts."""
-    return "".join(json.dumps(p) + "\n" for p in make_eval_prompts(per_tag, seed=seed))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

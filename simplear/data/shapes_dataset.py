@@ -70,24 +70,30 @@ def render_metadata(metadata: dict[str, Any], rng: np.random.Generator) -> Shape
     return ShapeRecord(render_image(objects), metadata["prompt"], long_caption(objects), metadata, objects)
 
 
-def make_dataset(n: int, seed: int, tags: Sequence[str] = TAGS) -> list[ShapeRecord]:
-    """n records cycling through `tags`; record i depends only on (seed, i), so prefixes agree across n."""
+def make_dataset(n: int, seed: int, tags: Sequence[str] = TAGS,
+                 held_out: Sequence[dict[str, Any]] = ()) -> list[ShapeRecord]:
+    """n records cycling through `tags`, none captioned with a `held_out` prompt; record i depends only on
+    (seed, i, held_out), so prefixes agree across n."""
+    excluded = {prompt["prompt"] for prompt in held_out}
+    allowed = {tag: [i for i in range(prompt_space_size(tag)) if prompt_metadata(tag, i)["prompt"] not in excluded]
+               for tag in tags}
     records = []
     for index in range(n):
         rng = np.random.default_rng([TRAIN_STREAM, seed, index])
         tag = tags[index % len(tags)]
-        metadata = prompt_metadata(tag, int(rng.integers(prompt_space_size(tag))))
+        metadata = prompt_metadata(tag, allowed[tag][int(rng.integers(len(allowed[tag])))])
         records.append(render_metadata(metadata, rng))
     return records
 
 
 def make_eval_prompts(n_per_tag: int, seed: int, tags: Sequence[str] = TAGS) -> list[dict[str, Any]]:
-    """Up to n_per_tag distinct GenEval metadata per tag (all of a tag's prompts when it has fewer)."""
+    """Up to n_per_tag distinct GenEval metadata per tag, at most half of the tag's prompts (at least one), so that
+    training data without them still covers every tag."""
     prompts = []
     for tag_index, tag in enumerate(tags):
         rng = np.random.default_rng([EVAL_STREAM, seed, tag_index])
         size = prompt_space_size(tag)
-        for index in rng.choice(size, size=min(n_per_tag, size), replace=False):
+        for index in rng.choice(size, size=min(n_per_tag, max(1, size // 2)), replace=False):
             prompts.append(prompt_metadata(tag, int(index)))
     return prompts
 

@@ -91,6 +91,7 @@ def run_settings(config: TokenizeConfig, num_meta_records: int) -> dict:
         "min_size": min_size_of(config),
         "vision": vision.kind,
         "codebook_size": vision.codebook_size,
+        "vision_checkpoint": canonical(vision.checkpoint) if vision.checkpoint else None,
         "seed": config.seed,
     }
 

@@ -44,7 +44,9 @@ def build_report(entries: list[dict]) -> dict:
                 stage.update(rollout=entry["rollout"], reward_curve=entry["reward_curve"])
         elif entry["stage"] == "evaluate":
             stage = stages.setdefault(entry["evaluates"], {})
-            stage.update(eval_seconds=entry["seconds"], **entry["per_tag"], overall=entry["overall"])
+            stage["eval_seconds"] = entry["seconds"]
+            if "overall" in entry:
+                stage.update(**entry["per_tag"], overall=entry["overall"])
             evaluation = {key: entry[key] for key in ("prompts", "images_per_prompt", "sampling")}
         elif entry["stage"] == "serve":
             served = {"seconds": entry["seconds"], **entry["served"]}

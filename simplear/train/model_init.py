@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from simplear.config import TrainConfig, get_preset
+from simplear.config import PRESETS, TrainConfig, VisionConfig, get_preset
 from simplear.model.simplear_lm import CODEBOOK_KEY, SimpleARModel
 from simplear.store import Store
 
 
-def initial_model(config: TrainConfig, codebook_size: int, store: Store) -> SimpleARModel:
-    """The fp32 model `config.init` names, checked to hold the dataset's codes; without vision.json, the preset's."""
+def dataset_vision(config: TrainConfig, tokens: dict) -> VisionConfig:
+    """The visual tokenizer a token dataset was made with (its manifest's `tokens` block): the preset's when of the
+    same kind, else the first preset's of that kind, at the dataset's resolution and with its checkpoint."""
+    vision = get_preset(config.preset).vision
+    kind = tokens.get("vision", vision.kind)
+    if kind != vision.kind:
+        vision = next(preset.vision for preset in PRESETS.values() if preset.vision.kind == kind)
+    update = {"resolution": tokens.get("resolution", vision.resolution)}
+    if tokens.get("vision_checkpoint"):
+        update["checkpoint"] = tokens["vision_checkpoint"]
+    return VisionConfig(**{**vision.model_dump(), **update})
+
+
+def initial_model(config: TrainConfig, codebook_size: int, store: Store,
+                  vision: VisionConfig | None = None) -> SimpleARModel:
+    """The fp32 model `config.init` names, checked to hold the dataset's codes; without vision.json, `vision` (the
+    token dataset's visual tokenizer) or else the preset's."""
     if config.init == "random":
         preset = get_preset(config.preset)
         if config.shape is not None:
@@ -28,7 +43,7 @@ def initial_model(config: TrainConfig, codebook_size: int, store: Store) -> Simp
                 f"{config.init_from} writes {model.vocab.codebook_size} visual codes but the token dataset "
                 f"{config.data} has {codebook_size}"
             )
-    model.vision = model.vision or get_preset(config.preset).vision
+    model.vision = model.vision or vision or get_preset(config.preset).vision
     model.check_vision(model.vision, str(config.init_from or "the random model"), config.preset)
     model.lm.config.architectures = ["Qwen2ForCausalLM"]
     setattr(model.lm.config, CODEBOOK_KEY, model.vocab.codebook_size)

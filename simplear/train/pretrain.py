@@ -18,7 +18,7 @@ from simplear.train.checkpoint_callback import StoreCheckpointCallback
 from simplear.train.collator import CodeCollator
 from simplear.train.deepspeed_config import deepspeed_config
 from simplear.train.metrics_callback import MetricsCallback
-from simplear.train.model_init import initial_model
+from simplear.train.model_init import dataset_vision, initial_model
 from simplear.train.run_support import (
     FINAL_DIR,
     TrainResult,
@@ -89,7 +89,8 @@ def train(config: TrainConfig, store: Store | None = None) -> TrainResult:
     store = store or Store()
     workdir = rank_workdir(config)
     records = TokenRecords.download(store, config.data, workdir / "data")
-    model = initial_model(config, records.codebook_size, store)
+    vision = dataset_vision(config, store.read_manifest(config.data).get("tokens", {}))
+    model = initial_model(config, records.codebook_size, store, vision)
     args = training_arguments(config, workdir / "run")
     resume = find_resume_point(store, config, workdir / "resume")
     if resume and distributed.rank() == 0:

@@ -38,7 +38,3 @@ class PaletteTokenizer:
             raise ValueError(f"codes must lie in [0, {self.codebook_size})")
         rgb = self._rgb.to(codes.device)[codes.long()].permute(0, 3, 1, 2)
         return rgb.repeat_interleave(self.downsample, dim=2).repeat_interleave(self.downsample, dim=3)
-
-    def colour_name(self, code: int) -> str:
-        """Name of the palette colour of a code."""
-        return self.palette[code].name

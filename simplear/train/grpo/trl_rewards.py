@@ -9,13 +9,13 @@ from typing import Any
 from simplear.train.grpo.prompt_source import METADATA_COLUMN
 from simplear.train.grpo.rollout_function import IMAGES_FIELD
 from simplear.train.grpo.step_times import StepTimes
-from simplear.train.rewards import WeightedReward
+from simplear.train.rewards import NamedReward
 
 
 class TrlReward:
     """One registered reward behind trl's reward-function call; trl logs it under `__name__`, the reward's name."""
 
-    def __init__(self, reward: WeightedReward, times: StepTimes) -> None:
+    def __init__(self, reward: NamedReward, times: StepTimes) -> None:
         self.reward = reward
         self.times = times
         self.__name__ = reward.name

@@ -5,6 +5,6 @@ may depend on. The `clip` reward covers image-text alignment and `aesthetic` the
 """
 
 from simplear.train.rewards.context import RewardContext, RewardFn
-from simplear.train.rewards.registry import REWARD_BUILDERS, WeightedReward, build_rewards, register_reward
+from simplear.train.rewards.registry import REWARD_BUILDERS, NamedReward, build_rewards, register_reward
 
-__all__ = ["REWARD_BUILDERS", "RewardContext", "RewardFn", "WeightedReward", "build_rewards", "register_reward"]
+__all__ = ["REWARD_BUILDERS", "NamedReward", "RewardContext", "RewardFn", "build_rewards", "register_reward"]

@@ -22,12 +22,11 @@ REWARD_BUILDERS: dict[str, RewardBuilder] = {
 
 
 @dataclass(frozen=True)
-class WeightedReward:
-    """A built reward with its name and its weight in the weighted sum the trainer optimises."""
+class NamedReward:
+    """A built reward and its name (its weight in the trainer's sum is the RewardSpec's, given to trl)."""
 
     name: str
     fn: RewardFn
-    weight: float
 
 
 def register_reward(name: str, builder: RewardBuilder) -> None:
@@ -37,7 +36,7 @@ def register_reward(name: str, builder: RewardBuilder) -> None:
     REWARD_BUILDERS[name] = builder
 
 
-def build_rewards(specs: Sequence[RewardSpec], device: torch.device | str, store: Store) -> list[WeightedReward]:
+def build_rewards(specs: Sequence[RewardSpec], device: torch.device | str, store: Store) -> list[NamedReward]:
     """Build every reward of a run, in order; an unknown or repeated name is an error."""
     names = [spec.name for spec in specs]
     unknown = [name for name in names if name not in REWARD_BUILDERS]
@@ -46,4 +45,4 @@ def build_rewards(specs: Sequence[RewardSpec], device: torch.device | str, store
     if len(set(names)) != len(names):
         raise ValueError(f"each reward may appear once; got {names}")
     context = RewardContext(torch.device(device), store)
-    return [WeightedReward(spec.name, REWARD_BUILDERS[spec.name](spec, context), spec.weight) for spec in specs]
+    return [NamedReward(spec.name, REWARD_BUILDERS[spec.name](spec, context)) for spec in specs]
