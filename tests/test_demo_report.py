@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import re
 
+from tqdm import tqdm
+
 from simplear.demo.console import ProgressConsole
 from simplear.demo.grids import StageGrids
 from simplear.demo.report_html import render_report
 from simplear.demo.report_json import build_report
+from simplear.platform.run_progress import progress_of
 
 TAGS = {"single_object": 0.5, "colors": 0.25}
 
@@ -74,3 +77,58 @@ def test_console_logs_everything_and_shows_progress_and_failures() -> None:
     assert log.getvalue().count("\n") == 3
     shown = terminal.getvalue().splitlines()
     assert [re.sub(r"^\[\d\d:\d\d\] ", "", line) for line in shown] == ["pretrain: done in 61 s", "task sft FAILED"]
+
+
+def tqdm_lines(total: int, upto: int, desc: str | None = None) -> list[str]:
+    """The log lines a real tqdm bar leaves in a rank's log ('\\r' redraws read as lines), stopped at `upto`."""
+    stream = io.StringIO()
+    with tqdm(total=total, desc=desc, file=stream, mininterval=0, miniters=1) as bar:
+        for _ in range(upto):
+            bar.update(1)
+        stream.seek(0)
+        return [line for line in stream.read().replace("\r", "\n").splitlines() if line.strip()]
+
+
+def test_progress_is_the_main_bar_and_the_last_loss_or_reward() -> None:
+    """The trainer's bar gives step of total and ETA, its log dicts the loss (GRPO: reward); loading and saving bars
+    and train_loss do not count."""
+    lines = [*tqdm_lines(600, 120), "{'loss': '2.31', 'grad_norm': '1.2', 'learning_rate': '1e-4', 'epoch': '0.2'}",
+             *tqdm_lines(1, 1, "Writing model shards"), "{'train_loss': '9.9'}"]
+    progress = progress_of(lines)
+    assert (progress.done, progress.total, progress.metric, progress.value) == (120, 600, "loss", 2.31)
+    assert re.fullmatch(r"120/600 \(20%\), loss 2\.310, ETA \d\d:\d\d", progress.describe())
+    grpo = progress_of([*tqdm_lines(64, 64), "{'reward': 0.62, 'reward_std': 0.2}"])
+    assert grpo.describe() == "64/64 (100%), reward 0.620"
+    assert progress_of(["loading the model"]).describe() == ""
+
+
+class Terminal(io.StringIO):
+    """A terminal: what is written, and whether it is a TTY."""
+
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        """As told."""
+        return self.tty
+
+
+def test_console_shows_the_running_stage_on_one_updating_line() -> None:
+    """On a terminal each bar update rewrites one line (carriage return, erase) and a progress message replaces it;
+    without one, the status is a plain line at most every STATUS_EVERY_S seconds."""
+    terminal = Terminal(tty=True)
+    console = ProgressConsole(io.StringIO(), terminal)
+    for line in tqdm_lines(50, 10):
+        console.write(f"  pretrain-1a2b3c4d | {line}\n")
+    console.write("    [simplear] pretrain: done in 61 s\n")
+    redraws = terminal.getvalue().split("\r\x1b[K")
+    assert len(redraws) >= 11 and re.fullmatch(r"\[\d\d:\d\d\] pretrain: 10/50 \(20%\), ETA \d\d:\d\d", redraws[-2])
+    assert re.fullmatch(r"\[\d\d:\d\d\] pretrain: done in 61 s\n", redraws[-1])
+    log_file = Terminal(tty=False)
+    console = ProgressConsole(io.StringIO(), log_file)
+    for line in tqdm_lines(50, 10):
+        console.write(f"  sft-1a2b3c4d | {line}\n")
+    shown = log_file.getvalue().splitlines()
+    assert len(shown) == 1 and re.fullmatch(r"\[\d\d:\d\d\] sft: 0/50 \(0%\)", shown[0])
+    assert "\r" not in log_file.getvalue()

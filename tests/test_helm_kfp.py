@@ -23,6 +23,14 @@ def test_compiled_pipelines_ship_verbatim_in_a_config_map() -> None:
                      "simplear-grpo", "simplear-evaluate-deploy"}
 
 
+def test_the_pipelines_config_map_fits_the_api_servers_limit() -> None:
+    """The API server refuses a ConfigMap whose values total more than 1 MiB (kubernetes pkg/apis/core/validation/
+    validation.go, ValidateConfigMap: `totalSize > core.MaxSecretSize`); the compiled pipelines leave a fifth free."""
+    config_map = one(objects("kfp"), "ConfigMap", "simplear-pipelines")
+    size = sum(len(value.encode()) for value in config_map["data"].values())
+    assert size < 0.8 * 1024 * 1024, f"{size} bytes"
+
+
 def test_registration_runs_after_install_and_upgrade_once_buckets_exist() -> None:
     """A post-install/post-upgrade hook, weighted after the bucket Job, replaced on the next upgrade."""
     annotations = registration_job()["metadata"]["annotations"]

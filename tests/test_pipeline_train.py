@@ -143,6 +143,10 @@ def test_simplear_train_runs_every_stage_on_the_users_data(
 
     rows = [json.loads(line) for line in store.read(join(root, "models", "grpo", "logs", "train.jsonl")).splitlines()]
     assert {"rewards/clip/mean", "rewards/aesthetic/mean"} <= set(rows[-1])
+    shown = {path.parent.name: json.loads(path.read_text())["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+             for path in (tmp_path / "kfp").glob("*/*/executor_output.json") if path.parent.name in ("sft", "grpo")}
+    assert shown["sft"]["step"] == 2 and "loss" in shown["sft"], "the run page's Metrics of a training step"
+    assert shown["grpo"]["step"] == 1 and "reward" in shown["grpo"]
 
     for stage in ("sft", "grpo"):
         journal = json.loads(store.read(join(root, "journal", f"evaluate-{stage}.json")))

@@ -5,6 +5,7 @@ receives SIGTERM."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from kube_api_sim import FakeCluster, PodScript
 from test_platform_support import chart_platform_config
 
 from simplear.platform.cluster_clients import connect
+from simplear.platform.jobs_cluster import describe_cluster
 from simplear.platform.kubernetes_launcher import KubernetesLauncher
 from simplear.platform.launcher import Phase, StageFailed
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
@@ -248,3 +250,25 @@ def test_sigterm_to_the_step_deletes_the_job_and_its_rollout_objects(tmp_path: P
     (job,) = cluster.deleted("pytorchjobs")
     assert job.startswith("grpo-")
     assert cluster.kinds("pytorchjobs") == cluster.kinds("deployments") == cluster.kinds("services") == []
+
+
+def test_describe_shows_the_progress_the_masters_log_ends_with(tmp_path: Path) -> None:
+    """`simplear jobs --cluster describe pytorchjob/...` reads the tail of the master's log (the kubelet's tailLines)
+    for the trainer's bar and loss; while the container waits (the kubelet's 400) it shows none and does not fail."""
+    lines = ("  0%|          | 0/40 [00:00<?, ?it/s]", " 25%|##5       | 10/40 [00:05<00:15,  2.00it/s]",
+             "{'loss': '3.25', 'grad_norm': '0.9', 'learning_rate': '0.0001', 'epoch': '0.1'}",
+             " 50%|#####     | 20/40 [00:10<00:10,  2.00it/s]")
+    cluster = FakeCluster(scripts={"pretrain": PodScript(lines=lines, creating_s=1.5)})
+    with cluster.serve() as server:
+        launcher = launcher_for(server, tmp_path)
+        clients = launcher.clients
+        handle = launcher.run("pretrain", StageSpec(name="pretrain-1"))
+        time.sleep(PodScript().no_pod_s + PodScript().unschedulable_s + 0.2)
+        waiting = io.StringIO()
+        describe_cluster(clients, lambda run: None, "pytorchjob/pretrain-1", waiting)
+        assert "Progress:" not in waiting.getvalue() and "pretrain-1" in waiting.getvalue()
+        launcher.wait(handle, 30)
+        done = io.StringIO()
+        describe_cluster(clients, lambda run: None, "pytorchjob/pretrain-1", done)
+    assert "Progress:       20/40 (50%), loss 3.250, ETA 00:10" in done.getvalue()
+    assert [call.verb for call in cluster.calls if call.resource == "pods/log"] == ["get"]

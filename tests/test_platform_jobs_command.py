@@ -78,6 +78,17 @@ def test_describe_a_failed_run_shows_why(runs_dir: Path, capsys: pytest.CaptureF
 
 
 @pytest.mark.slow
+def test_describe_shows_where_a_run_stands(runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A real tokenize run with its progress bar on: describe reads the bar's step of total from its log."""
+    launcher = LocalLauncher(tmp_path / "runs", poll_s=0.05)
+    meta = runs_dir.parent / "s" / "meta.jsonl"
+    launcher.wait(launcher.run("tokenize", StageSpec(name="tok-ok", args=(
+        "--meta", str(meta), "--output", str(tmp_path / "tokens"), "--preset", "tiny"))), 120)
+    status, out, _ = jobs(capsys, "--runs-dir", str(tmp_path / "runs"), "describe", "tok-ok")
+    assert status == 0 and "Progress:       2/2 (100%)" in out
+
+
+@pytest.mark.slow
 def test_logs_prints_a_replicas_log(runs_dir: Path, capsys: pytest.CaptureFixture) -> None:
     """rank 0 by default, another replica on request, follow on a finished run prints all and returns."""
     status, out, _ = jobs(capsys, "logs", "shapes-ok", "--runs-dir", str(runs_dir))

@@ -99,4 +99,20 @@ def record_step(store: Any, root: str, step: str, entry: dict) -> None:
     store.write(join(root, "journal", f"{step}.json"), json.dumps(entry, indent=2).encode())
 
 
-STAGE_HELPERS = (platform_config, backend_store, stage_launcher, progress, run_stage, publish, record_step)
+def publish_training_metrics(store: Any, run_root: str, metrics: Any, seconds: float) -> None:
+    """The run's last logged loss, reward and step, and its minutes, as the step's KFP Metrics (the run page shows
+    them)."""
+    import json
+
+    from simplear.store import join
+
+    rows = [json.loads(line) for line in store.read(join(run_root, "logs", "train.jsonl")).decode().splitlines()]
+    for key in ("step", "loss", "reward"):
+        values = [row[key] for row in rows if isinstance(row.get(key), int | float)]
+        if values:
+            metrics.log_metric(key, values[-1])
+    metrics.log_metric("minutes", round(seconds / 60, 2))
+
+
+STAGE_HELPERS = (platform_config, backend_store, stage_launcher, progress, run_stage, publish, record_step,
+                 publish_training_metrics)

@@ -1,16 +1,23 @@
 """Training components: pretrain and SFT (`simplear train`, DeepSpeed ranks) and GRPO (trainer + rollouts)."""
 
-from kfp.dsl import HTML, Dataset, Input, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 from pipelines.components.base import on_base_image
-from pipelines.components.stage_support import STAGE_HELPERS, backend_store, publish, record_step, run_stage
+from pipelines.components.stage_support import (
+    STAGE_HELPERS,
+    backend_store,
+    publish,
+    publish_training_metrics,
+    record_step,
+    run_stage,
+)
 
 
 @on_base_image(*STAGE_HELPERS)
 def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps: int, batch_size: int,
              learning_rate: float, lr_schedule: str, weight_decay: float, loss_on: str, procs_per_node: int,
-             timeout_minutes: int, tokens: Input[Dataset], model: Output[Model], save_steps: int = 100,
-             nodes: int = 1, text_lm: str = "") -> None:
+             timeout_minutes: int, tokens: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
+             save_steps: int = 100, nodes: int = 1, text_lm: str = "") -> None:
     """Next-token pretraining on token shards of a random-init model of the preset or, given `text_lm`, of that
     Qwen2.5 text LM with the visual codes added to its vocabulary; the final checkpoint."""
     from simplear.store import join
@@ -24,6 +31,7 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
     seconds = run_stage(backend, runs_dir, "pretrain", "pretrain", args, procs_per_node, timeout_minutes, run_id,
                         nodes=nodes)
     publish(model, join(out, "final"), {"stage": "pretrain", "steps": steps, "run": out})
+    publish_training_metrics(backend_store(backend), out, metrics, seconds)
     record_step(backend_store(backend), root, "pretrain", {"stage": "pretrain", "seconds": seconds, "steps": steps,
                                                            "output": join(out, "final")})
 
@@ -31,8 +39,8 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
 @on_base_image(*STAGE_HELPERS)
 def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_size: int, learning_rate: float,
         lr_schedule: str, weight_decay: float, loss_on: str, procs_per_node: int, timeout_minutes: int,
-        tokens: Input[Dataset], init: Input[Model], model: Output[Model], save_steps: int = 100,
-        nodes: int = 1) -> None:
+        tokens: Input[Dataset], init: Input[Model], model: Output[Model], metrics: Output[Metrics],
+        save_steps: int = 100, nodes: int = 1) -> None:
     """Supervised fine-tuning of a checkpoint on token shards; the final checkpoint."""
     from simplear.store import join
 
@@ -44,6 +52,7 @@ def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_s
             "--logging-steps", 10]
     seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes, run_id, nodes=nodes)
     publish(model, join(out, "final"), {"stage": "sft", "steps": steps, "run": out})
+    publish_training_metrics(backend_store(backend), out, metrics, seconds)
     record_step(backend_store(backend), root, "sft", {"stage": "sft", "seconds": seconds, "steps": steps,
                                                       "output": join(out, "final")})
 
@@ -53,9 +62,9 @@ def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps
          num_generations: int, num_iterations: int, learning_rate: float, max_minutes: float, policy: str,
          prompt_prefix: str, beta: float, cfg_scale: float, negative_prompt: str, seed: int, rollout: str,
          rollout_engine: str, procs_per_node: int, timeout_minutes: int, prompts: Input[Dataset], init: Input[Model],
-         model: Output[Model], reward_curve: Output[HTML], caption: str = "short", save_steps: int = 25,
-         nodes: int = 1, rollout_placement: str = "", rewards: str = "geneval_shapes", clip_model: str = "",
-         aesthetic_head: str = "") -> None:
+         model: Output[Model], reward_curve: Output[HTML], metrics: Output[Metrics], caption: str = "short",
+         save_steps: int = 25, nodes: int = 1, rollout_placement: str = "", rewards: str = "geneval_shapes",
+         clip_model: str = "", aesthetic_head: str = "") -> None:
     """GRPO with registry rewards, rollouts in the trainer or from a rollout server; model and reward curve.
 
     `rewards` is `name[:weight]` comma-separated (geneval_shapes, clip, aesthetic); clip and aesthetic read the CLIP
@@ -102,5 +111,6 @@ def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps
         page.write(f'<img alt="GRPO reward per step" src="data:image/png;base64,'
                    f'{base64.b64encode(store.read(png)).decode()}">')
     publish(model, join(out, "final"), {"stage": "grpo", "steps": steps, "run": out, "rollout": rollout})
+    publish_training_metrics(store, out, metrics, seconds)
     record_step(store, root, "grpo", {"stage": "grpo", "seconds": seconds, "steps": steps, "output": join(out, "final"),
                                       "rollout": rollout, "reward_curve": curve, "reward_curve_png": png})

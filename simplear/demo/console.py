@@ -1,4 +1,5 @@
-"""The demo's console: every line of the local pipeline run goes to its log; progress lines also to the terminal."""
+"""The demo's console: every line of the local pipeline run goes to its log; progress lines also to the terminal,
+and the running stage's progress bar (step of total, loss or reward, ETA) as one updating line."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import re
 import time
 from typing import TextIO
 
+from simplear.platform.run_progress import RunProgress
+
 PROGRESS_MARK = "[simplear] "
+RUN_LINE = re.compile(r"^  (?P<run>[a-z0-9-]+)-[0-9a-f]{8} \| (?P<text>.*)$")
+STATUS_EVERY_S = 30.0
+"""Without a terminal (a log file, CI), the running stage's status is printed as a line this often."""
 TASK_STATUS = re.compile(r"Task .*'(?P<task>[^'\x1b]+)'.* finished with status .*(?P<status>SUCCESS|FAILURE)")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -19,6 +25,9 @@ class ProgressConsole(io.TextIOBase):
         self.log, self.terminal, self.verbose = log, terminal, verbose
         self.started = time.monotonic()
         self.pending = ""
+        self.progress: dict[str, RunProgress] = {}
+        self.status_line = ""
+        self.status_printed = 0.0
 
     def writable(self) -> bool:
         """A console is written to."""
@@ -38,6 +47,8 @@ class ProgressConsole(io.TextIOBase):
         """Echo one line to the terminal if it is progress, a failed task or (verbose) anything."""
         plain = ANSI.sub("", line)
         status = TASK_STATUS.search(plain)
+        if run_line := RUN_LINE.match(plain):
+            self._update(run_line["run"], run_line["text"])
         if PROGRESS_MARK in plain:
             self.say(plain.split(PROGRESS_MARK, 1)[1])
         elif status and status["status"] == "FAILURE":
@@ -46,10 +57,36 @@ class ProgressConsole(io.TextIOBase):
             self.terminal.write(line + "\n")
             self.terminal.flush()
 
-    def say(self, message: str) -> None:
-        """One terminal line stamped with the minutes and seconds since the console was made."""
+    def _update(self, run: str, text: str) -> None:
+        """Fold one log line of a running stage into its progress; show it (one rewritten line on a terminal)."""
+        progress = self.progress.get(run, RunProgress()).update(text)
+        if progress == self.progress.get(run):
+            return
+        self.progress[run] = progress
+        status = progress.describe()
+        if not status:
+            return
+        line = f"{self._stamp()} {run}: {status}"
+        if self.terminal.isatty():
+            self.terminal.write("\r\x1b[K" + line)
+            self.terminal.flush()
+            self.status_line = line
+        elif time.monotonic() - self.status_printed >= STATUS_EVERY_S:
+            self.terminal.write(line + "\n")
+            self.terminal.flush()
+            self.status_printed = time.monotonic()
+
+    def _stamp(self) -> str:
+        """Minutes and seconds since the console was made, as [mm:ss]."""
         minutes, seconds = divmod(int(time.monotonic() - self.started), 60)
-        self.terminal.write(f"[{minutes:02d}:{seconds:02d}] {message}\n")
+        return f"[{minutes:02d}:{seconds:02d}]"
+
+    def say(self, message: str) -> None:
+        """One terminal line stamped with the time since the console was made; it replaces the status line."""
+        if self.status_line:
+            self.terminal.write("\r\x1b[K")
+            self.status_line = ""
+        self.terminal.write(f"{self._stamp()} {message}\n")
         self.terminal.flush()
 
     def flush(self) -> None:

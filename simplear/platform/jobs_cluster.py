@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
 
 from simplear.platform.cluster_clients import ClusterClients
 from simplear.platform.cluster_status import TRAINING_CONTAINER, failing_pod, isvc_state, isvc_storage_uri, job_status
@@ -23,8 +24,10 @@ from simplear.platform.jobs_tables import (
     pytorchjob_row,
     table,
 )
+from simplear.platform.kubernetes_launcher import container_state
 from simplear.platform.manifests.labels import COMPONENT_LABEL, STAGE_LABEL
 from simplear.platform.manifests.rollout import COMPONENT as ROLLOUT
+from simplear.platform.run_progress import LOG_TAIL_LINES, progress_of
 
 ROLLOUT_SELECTOR = f"app.kubernetes.io/part-of=simplear,{COMPONENT_LABEL}={ROLLOUT}"
 KINDS = {
@@ -76,8 +79,9 @@ def _fields(pairs: list[tuple[str, str]]) -> str:
     return "\n".join(f"{key + ':':<{width}}{value}" for key, value in pairs if value)
 
 
-def describe_pytorchjob(job: Any, pods: list[Any], now: datetime) -> str:
-    """A PyTorchJob: stage, status, replicas, conditions, pods and (failed) the pod that failed first."""
+def describe_pytorchjob(job: Any, pods: list[Any], now: datetime, master_log: list[str] | None = None) -> str:
+    """A PyTorchJob: stage, status, progress (from the end of the master's log), replicas, conditions, pods and
+    (failed) the pod that failed first."""
     status = job_status(job)
     replicas = job.spec.pytorch_replica_specs or {}
     head = _fields([
@@ -87,6 +91,7 @@ def describe_pytorchjob(job: Any, pods: list[Any], now: datetime) -> str:
         ("Started", str(status.started or "")), ("Finished", str(status.finished or "")),
         ("Replicas", ", ".join(f"{kind} {spec.replicas}" for kind, spec in replicas.items())),
         ("Procs per node", job.spec.nproc_per_node or ""),
+        ("Progress", progress_of(master_log or []).describe()),
     ])
     conditions = (job.status.conditions if job.status else None) or []
     condition_rows = [[c.type, c.status, c.reason or "", str(c.last_transition_time or ""), c.message or ""]
@@ -161,7 +166,8 @@ def describe_cluster(clients: ClusterClients, get_run: Callable[[str], Any], ref
     now, namespace = datetime.now(UTC), clients.namespace
     if kind == "pytorchjob":
         job = clients.training.get_job(name, namespace=namespace)
-        text = describe_pytorchjob(job, clients.training.get_job_pods(name, namespace=namespace), now)
+        pods = clients.training.get_job_pods(name, namespace=namespace)
+        text = describe_pytorchjob(job, pods, now, _master_log_tail(clients, name))
     elif kind == "pod":
         text = describe_pod(clients.core.read_namespaced_pod(name, namespace), now)
     elif kind == "inferenceservice":
@@ -169,6 +175,19 @@ def describe_cluster(clients: ClusterClients, get_run: Callable[[str], Any], ref
     else:
         text = describe_run(get_run(name))
     print(text, file=out)
+
+
+def _master_log_tail(clients: ClusterClients, job: str) -> list[str]:
+    """The last lines of the master pod's training container; none before it starts or when it cannot be read."""
+    masters = clients.training.get_job_pods(job, namespace=clients.namespace, is_master=True)
+    if not masters or container_state(masters[0]) in ("absent", "waiting"):
+        return []
+    try:
+        text = clients.core.read_namespaced_pod_log(masters[0].metadata.name, clients.namespace,
+                                                    container=TRAINING_CONTAINER, tail_lines=LOG_TAIL_LINES)
+    except ApiException:
+        return []
+    return text.splitlines()
 
 
 def _pod_and_container(clients: ClusterClients, kind: str, name: str) -> tuple[str, str]:

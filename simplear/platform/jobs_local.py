@@ -10,6 +10,7 @@ from typing import TextIO
 from simplear.platform.jobs_tables import age, status_text, table
 from simplear.platform.local_process import cancel_run, follow_lines, local_status, tail_lines
 from simplear.platform.local_runs import RunDir, list_runs
+from simplear.platform.run_progress import LOG_TAIL_LINES, progress_of
 
 LOCAL_HEADERS = ["name", "stage", "status", "ranks", "age", "duration"]
 
@@ -55,6 +56,7 @@ def describe_local(runs_dir: Path, name: str, out: TextIO) -> None:
         ("Rollout", shlex.join(record.rollout_command) if record.rollout_command else ""),
         ("Supervisor pid", "" if record.pid is None else str(record.pid)),
         ("Run folder", str(run.path)), ("Log URI", record.log_uri or ""),
+        ("Progress", progress_of(tail_lines(run.log("rank0"), LOG_TAIL_LINES)).describe()),
     ]
     width = max(len(key) for key, _ in fields) + 2
     for key, value in fields:
