@@ -1,1 +1,1 @@
-"""Kubeflow Pipelines v2 components and pipelines of the platform; `python -m pipelines.compile` writes compiled/."""
+"""Kubeflow Pipelines v2 components and pipelines of the platform; `python -m pipelines.compile` compiles them."""

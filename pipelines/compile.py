@@ -1,4 +1,5 @@
-"""Compile every pipeline to pipelines/compiled/<name>.yaml and copy them where the Helm chart ships them from.
+"""Compile every pipeline into the package (simplear/compiled_pipelines/<name>.yaml, package data) and copy them
+where the Helm chart ships them from.
 
 Run from the repository root: `python -m pipelines.compile`.
 """
@@ -17,9 +18,10 @@ from pipelines.pretrain_only import pretrain_only
 from pipelines.sft_only import sft_only
 from pipelines.tokenize_only import tokenize_only
 from pipelines.train import train_on_user_data
+from simplear.compiled_pipelines import COMPILED_DIR
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-COMPILED = REPOSITORY / "pipelines" / "compiled"
+COMPILED = COMPILED_DIR
 CHART_PIPELINES = REPOSITORY / "helm" / "simplear" / "files" / "pipelines"
 PIPELINES: dict[str, Callable] = {
     "simplear-lifecycle": lifecycle,
@@ -44,7 +46,7 @@ def compile_all(directory: Path) -> list[Path]:
 
 
 def main() -> int:
-    """Compile into pipelines/compiled and copy each file into the chart's files/pipelines."""
+    """Compile into simplear/compiled_pipelines and copy each file into the chart's files/pipelines."""
     for path in compile_all(COMPILED):
         shutil.copyfile(path, CHART_PIPELINES / path.name)
         print(f"{path.relative_to(REPOSITORY)} -> {(CHART_PIPELINES / path.name).relative_to(REPOSITORY)}")

@@ -8,12 +8,10 @@ runs go through here (or the UI's "Service account" field): `python -m pipelines
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from simplear.compiled_pipelines import compiled_pipeline
 from simplear.platform.default_platform import chart_fullname
-
-COMPILED = Path(__file__).resolve().parent / "compiled"
 
 
 def pipeline_service_account(release: str) -> str:
@@ -22,9 +20,9 @@ def pipeline_service_account(release: str) -> str:
 
 
 def submit(client: Any, pipeline: str, arguments: dict, release: str, experiment: str) -> str:
-    """Create a run of compiled/<pipeline>.yaml on the release's platform, as its pipeline ServiceAccount; the id."""
+    """Create a run of compiled <pipeline>.yaml on the release's platform, as its pipeline ServiceAccount; the id."""
     run = client.create_run_from_pipeline_package(
-        str(COMPILED / f"{pipeline}.yaml"), arguments={"release": release, **arguments}, experiment_name=experiment,
+        str(compiled_pipeline(pipeline)), arguments={"release": release, **arguments}, experiment_name=experiment,
         service_account=pipeline_service_account(release),
     )
     return run.run_id

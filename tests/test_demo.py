@@ -16,8 +16,8 @@ import pytest
 from kfp import components, local
 from PIL import Image
 
+from simplear.compiled_pipelines import compiled_pipeline
 from simplear.config import SHAPES_RECIPES
-from simplear.demo.local_pipeline import compiled_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning:kfp.local.orchestrator.task_executor"),
               pytest.mark.filterwarnings("ignore:You may be attemping:RuntimeWarning")]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -12,7 +14,9 @@ from test_helm_render import objects, one
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))  # pipelines/ is a folder of the repository, not an installed package
 
+import simplear.compiled_pipelines  # noqa: E402
 from pipelines.compile import CHART_PIPELINES, COMPILED, PIPELINES, compile_all  # noqa: E402
+from simplear.compiled_pipelines import compiled_pipeline  # noqa: E402
 
 
 def compiled(name: str) -> dict:
@@ -28,6 +32,19 @@ def test_compiled_yaml_is_what_the_pipelines_compile_to(tmp_path: Path) -> None:
     assert committed.keys() == fresh.keys()
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"{stale} out of date: run `python -m pipelines.compile`"
+
+
+def test_the_wheel_ships_the_compiled_pipelines_the_chart_ships(tmp_path: Path) -> None:
+    """`simplear demo` and `pipelines.submit` read the compiled YAML from the package, so an installed wheel holds
+    it as package data, byte-identical to the chart's copies."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "--wheel-dir",
+                    str(tmp_path), str(REPOSITORY)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("simplear-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {Path(name).name: archive.read(name) for name in archive.namelist()
+                   if name.startswith("simplear/compiled_pipelines/") and name.endswith(".yaml")}
+    assert shipped == {path.name: path.read_bytes() for path in CHART_PIPELINES.glob("*.yaml")}
+    assert compiled_pipeline("simplear-lifecycle").parent == Path(simplear.compiled_pipelines.__file__).parent
 
 
 def test_chart_ships_exactly_the_compiled_pipelines() -> None:

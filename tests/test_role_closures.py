@@ -30,7 +30,7 @@ ROLES = ("base", "train", "rollout", "serve")
 VENVS = {"base": ROOT / ".venv-roles" / "base", "train": ROOT / ".venv-roles" / "train",
          "serve": ROOT / ".venv-roles" / "serve", "rollout": ROOT / ".venv-vllm"}
 CHART_SCRIPTS = ROOT / "helm" / "simplear" / "files" / "scripts"
-COMPILED = ROOT / "pipelines" / "compiled"
+COMPILED = ROOT / "simplear" / "compiled_pipelines"
 # Modules a role's commands import only on some paths (lazily), which `--help` does not reach.
 PATH_MODULES = {
     "base": ["simplear.platform.cluster_clients", "simplear.platform.kubernetes_launcher",

@@ -106,7 +106,8 @@ def publish_training_metrics(store: Any, run_root: str, metrics: Any, seconds: f
 
     from simplear.store import join
 
-    rows = [json.loads(line) for line in store.read(join(run_root, "logs", "train.jsonl")).decode().splitlines()]
+    log = join(run_root, "logs", "train.jsonl")
+    rows = [json.loads(line) for line in store.read(log).decode().splitlines()] if store.exists(log) else []
     for key in ("step", "loss", "reward"):
         values = [row[key] for row in rows if isinstance(row.get(key), int | float)]
         if values:

@@ -27,7 +27,8 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
     args = ["--data", tokens.metadata["uri"], "--output", out, "--preset", preset, *init,
             "--max-steps", steps, "--batch-size", batch_size, "--learning-rate", learning_rate,
             "--lr-schedule", lr_schedule, "--weight-decay", weight_decay, "--loss-on", loss_on,
-            "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps, "--logging-steps", 10]
+            "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps,
+            "--logging-steps", max(1, min(10, steps // 10))]
     seconds = run_stage(backend, runs_dir, "pretrain", "pretrain", args, procs_per_node, timeout_minutes, run_id,
                         nodes=nodes)
     publish(model, join(out, "final"), {"stage": "pretrain", "steps": steps, "run": out})
@@ -49,7 +50,7 @@ def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_s
             "--init-from", init.metadata["uri"], "--max-steps", steps, "--batch-size", batch_size,
             "--learning-rate", learning_rate, "--lr-schedule", lr_schedule, "--weight-decay", weight_decay,
             "--loss-on", loss_on, "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps,
-            "--logging-steps", 10]
+            "--logging-steps", max(1, min(10, steps // 10))]
     seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes, run_id, nodes=nodes)
     publish(model, join(out, "final"), {"stage": "sft", "steps": steps, "run": out})
     publish_training_metrics(backend_store(backend), out, metrics, seconds)

@@ -8,16 +8,6 @@ from typing import Any
 
 from simplear.demo.console import ProgressConsole
 
-COMPILED_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
-
-
-def compiled_pipeline(name: str) -> Path:
-    """The compiled pipeline `<name>.yaml` of this checkout; FileNotFoundError naming how to make it."""
-    path = COMPILED_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `python -m pipelines.compile` in a checkout of the repository")
-    return path
-
 
 def run_local_pipeline(path: Path, arguments: dict[str, Any], work: Path, console: ProgressConsole) -> Any:
     """Run the pipeline in this environment (no pip installs), its output through `console`; its return value."""
