@@ -120,7 +120,7 @@ def test_console_shows_the_running_stage_on_one_updating_line() -> None:
     terminal = Terminal(tty=True)
     console = ProgressConsole(io.StringIO(), terminal)
     for line in tqdm_lines(50, 10):
-        console.write(f"  pretrain-1a2b3c4d | {line}\n")
+        console.write(f"      pretrain-1a2b3c4d | {line}\n")  # as kfp.local indents the step's output
     console.write("    [simplear] pretrain: done in 61 s\n")
     redraws = terminal.getvalue().split("\r\x1b[K")
     assert len(redraws) >= 11 and re.fullmatch(r"\[\d\d:\d\d\] pretrain: 10/50 \(20%\), ETA \d\d:\d\d", redraws[-2])

@@ -27,6 +27,7 @@ from pipelines.components.evaluation import evaluate  # noqa: E402
 from pipelines.components.existing import existing_model  # noqa: E402
 from pipelines.components.plan import plan_run  # noqa: E402
 from pipelines.components.stage_support import platform_config  # noqa: E402
+from simplear.compiled_pipelines import COMPILED_DIR  # noqa: E402
 from simplear.config import get_preset  # noqa: E402
 from simplear.model.simplear_lm import SimpleARModel  # noqa: E402
 
@@ -92,7 +93,7 @@ def test_cluster_runs_keep_data_in_the_data_bucket_and_the_rest_in_the_checkpoin
     assert (root, data_root) == (f"s3://{config.checkpoint_bucket}/pipelines/t1",
                                  f"s3://{config.data_bucket}/pipelines/t1")
     assert Store().exists(f"{root}/journal/plan.json")
-    tasks = next(yaml.safe_load_all((REPOSITORY / "pipelines" / "compiled" / "simplear-lifecycle.yaml").read_text()))[
+    tasks = next(yaml.safe_load_all((COMPILED_DIR / "simplear-lifecycle.yaml").read_text()))[
         "root"]["dag"]["tasks"]
     for task, body in tasks.items():
         inputs = body.get("inputs", {}).get("parameters", {})

@@ -11,7 +11,8 @@ from typing import TextIO
 from simplear.platform.run_progress import RunProgress
 
 PROGRESS_MARK = "[simplear] "
-RUN_LINE = re.compile(r"^  (?P<run>[a-z0-9-]+)-[0-9a-f]{8} \| (?P<text>.*)$")
+RUN_LINE = re.compile(r"^\s+(?P<run>[a-z0-9-]+)-[0-9a-f]{8} \| (?P<text>.*)$")
+"""A stage run's log line as a step echoes it (`  <run>-<id> | ...`), indented further by kfp.local."""
 STATUS_EVERY_S = 30.0
 """Without a terminal (a log file, CI), the running stage's status is printed as a line this often."""
 TASK_STATUS = re.compile(r"Task .*'(?P<task>[^'\x1b]+)'.* finished with status .*(?P<status>SUCCESS|FAILURE)")
