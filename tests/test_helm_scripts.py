@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from minio import Minio
 from test_helm_render import CHART
 
 from simplear.s3_server import EmbeddedS3
+from simplear.store import Store, StoreError
 
 SCRIPTS = CHART / "files" / "scripts"
 
@@ -92,6 +94,35 @@ def test_smoke_test_fails_on_a_missing_bucket_or_an_unready_endpoint(s3_server: 
     s3_server.create_bucket(buckets[1])
     unready = run_script("smoke_test.py", buckets, {**s3_server.env(), "MODEL_READY_URL": closed_port_url()})
     assert unready.returncode == 1 and "FAIL model ready" in unready.stdout
+
+
+SECURE_VALUES = {"true": True, "TRUE": True, "1": True, "yes": True, " on ": True,
+                 "false": False, "0": False, "No": False, "off": False, "": False}
+
+
+def test_bucket_job_reads_the_s3_settings_as_the_store_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One parser: each SIMPLEAR_S3_SECURE value, with a host:port or an https:// endpoint, gives the bucket Job's
+    client the TLS setting that the Store's client gets."""
+    store_client = load_script("create_buckets.py").store_client
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    for endpoint in ("127.0.0.1:9000", "https://127.0.0.1:9000"):
+        monkeypatch.setenv("SIMPLEAR_S3_ENDPOINT", endpoint)
+        for value, secure in SECURE_VALUES.items():
+            monkeypatch.setenv("SIMPLEAR_S3_SECURE", value)
+            store_https = Store()._s3.client("s3://b/k")._base_url.is_https
+            assert store_https == (secure or endpoint.startswith("https://")), (endpoint, value)
+            assert store_client("b")._base_url.is_https == store_https, (endpoint, value)
+
+
+@pytest.mark.parametrize("script", ["create_buckets.py", "smoke_test.py"])
+def test_chart_scripts_refuse_a_secure_flag_that_is_no_boolean(script: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIMPLEAR_S3_SECURE=treu stops the Job with the Store's own error naming the variable, not a silent http."""
+    monkeypatch.setenv("SIMPLEAR_S3_SECURE", "treu")
+    with pytest.raises(StoreError, match="SIMPLEAR_S3_SECURE takes true or false") as store_error:
+        Store()
+    result = run_script(script, ["b"], {"SIMPLEAR_S3_ENDPOINT": "127.0.0.1:9", "SIMPLEAR_S3_SECURE": "treu"})
+    assert result.returncode != 0 and str(store_error.value) in result.stderr
 
 
 def test_pipeline_versions_are_named_by_chart_version_and_content(tmp_path: Path) -> None:

@@ -263,8 +263,8 @@ def test_a_download_removes_staging_folders_of_dead_downloads(
     store, root = store_root
     store.put_artifact(make_tree(tmp_path / "src", {"w.bin": b"weights" * 1000}), join(root, "model"))
     crash = (
-        "import os, sys; import simplear.store.artifacts as artifacts; from simplear.store import Store\n"
-        "artifacts._download_checked = lambda *args: os._exit(3)\n"
+        "import os, sys; from simplear.store import Store\n"
+        "Store._download_checked = lambda *args: os._exit(3)\n"
         "Store().get_artifact(sys.argv[1], sys.argv[2])"
     )
     env = {**os.environ, **(request.getfixturevalue("s3_server").env() if is_s3(root) else {})}

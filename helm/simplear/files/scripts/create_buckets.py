@@ -9,16 +9,13 @@ import time
 from minio import Minio
 from urllib3.exceptions import HTTPError
 
+from simplear.store.s3 import minio_client, settings_from_env
 
-def store_client() -> Minio:
-    """Client for the store named by SIMPLEAR_S3_ENDPOINT and the AWS_* credentials."""
-    return Minio(
-        os.environ["SIMPLEAR_S3_ENDPOINT"],
-        access_key=os.environ["AWS_ACCESS_KEY_ID"],
-        secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        secure=os.environ.get("SIMPLEAR_S3_SECURE", "false").lower() == "true",
-        region=os.environ.get("AWS_DEFAULT_REGION") or None,
-    )
+
+def store_client(bucket: str) -> Minio:
+    """Client for the store named by SIMPLEAR_S3_ENDPOINT, SIMPLEAR_S3_SECURE and the AWS_* credentials, read as the
+    platform reads them (simplear.config.StoreSettings.from_env)."""
+    return minio_client(settings_from_env(), f"s3://{bucket}")
 
 
 def wait_until_up(client: Minio, probe_bucket: str, timeout_s: float) -> None:
@@ -37,7 +34,7 @@ def wait_until_up(client: Minio, probe_bucket: str, timeout_s: float) -> None:
 
 def main(buckets: list[str]) -> int:
     """Create each bucket that does not exist yet."""
-    client = store_client()
+    client = store_client(buckets[0])
     wait_until_up(client, buckets[0], float(os.environ.get("STORE_WAIT_SECONDS", "300")))
     for bucket in buckets:
         if client.bucket_exists(bucket):

@@ -6,7 +6,7 @@ import os
 import sys
 import urllib.request
 
-from minio import Minio
+from simplear.store.s3 import minio_client, settings_from_env
 
 
 def http_ok(url: str) -> bool:
@@ -21,13 +21,7 @@ def http_ok(url: str) -> bool:
 
 def buckets_exist(buckets: list[str]) -> bool:
     """Whether every bucket exists, asked with the platform's credentials."""
-    client = Minio(
-        os.environ["SIMPLEAR_S3_ENDPOINT"],
-        access_key=os.environ["AWS_ACCESS_KEY_ID"],
-        secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        secure=os.environ.get("SIMPLEAR_S3_SECURE", "false").lower() == "true",
-        region=os.environ.get("AWS_DEFAULT_REGION") or None,
-    )
+    client = minio_client(settings_from_env(), f"s3://{buckets[0]}")
     missing = [bucket for bucket in buckets if not client.bucket_exists(bucket)]
     if missing:
         print(f"missing buckets: {', '.join(missing)}", flush=True)
