@@ -108,6 +108,19 @@ def test_from_text_lm_adds_rows_initialised_to_the_mean(tied: bool) -> None:
         torch.testing.assert_close(new[text_len:], expected.expand(len(SPECIAL_TOKENS) + 40, -1))
 
 
+def test_from_text_lm_dir_reads_a_local_directory_or_an_artifact(s3_store: tuple[Store, str], tmp_path: Path) -> None:
+    """A text-only checkpoint converts the same from a path as from the store, via Store.local_dir."""
+    store, bucket = s3_store
+    tokenizer = build_text_tokenizer(simplear_specials=False)
+    Qwen2ForCausalLM(qwen2_config(SMALL, len(tokenizer))).save_pretrained(tmp_path / "qwen")
+    tokenizer.save_pretrained(tmp_path / "qwen")
+    store.put_artifact(tmp_path / "qwen", f"{bucket}/qwen")
+    local = SimpleARModel.from_text_lm_dir(tmp_path / "qwen", codebook_size=12)
+    remote = SimpleARModel.from_text_lm_dir(f"{bucket}/qwen", codebook_size=12, store=store)
+    assert remote.vocab == local.vocab == VisualVocab(offset=len(tokenizer) + len(SPECIAL_TOKENS), codebook_size=12)
+    torch.testing.assert_close(_logits(remote), _logits(local))
+
+
 def _logits(model: SimpleARModel) -> torch.Tensor:
     ids = torch.tensor(model.encode_prompts([t2i_prompt("a blue cross")]))
     with torch.no_grad():

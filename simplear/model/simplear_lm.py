@@ -43,11 +43,9 @@ class SimpleARModel:
         store: Store | None = None,
     ) -> SimpleARModel:
         """Load a Hugging Face directory (ours or a released SimpleAR checkpoint) from a path or a store URI."""
-        if is_s3(str(uri)):
-            with tempfile.TemporaryDirectory(prefix="simplear-model-") as tmp:
-                (store or Store()).get_artifact(str(uri), tmp)
-                return cls._load_dir(Path(tmp), dtype, device, codebook_size, origin=str(uri))
-        return cls._load_dir(Path(uri), dtype, device, codebook_size, origin=str(Path(uri).resolve()))
+        with (store or Store()).local_dir(uri) as path:
+            origin = str(uri) if is_s3(str(uri)) else str(path.resolve())
+            return cls._load_dir(path, dtype, device, codebook_size, origin=origin)
 
     @classmethod
     def _load_dir(
@@ -109,12 +107,9 @@ class SimpleARModel:
     @classmethod
     def from_text_lm_dir(cls, uri: str | Path, codebook_size: int, store: Store | None = None) -> SimpleARModel:
         """`from_text_lm` on a text-only Qwen2 checkpoint read from a path or store URI."""
-        if is_s3(str(uri)):
-            with tempfile.TemporaryDirectory(prefix="simplear-textlm-") as tmp:
-                (store or Store()).get_artifact(str(uri), tmp)
-                return cls.from_text_lm_dir(tmp, codebook_size)
-        lm = Qwen2ForCausalLM.from_pretrained(uri, use_safetensors=True)
-        return cls.from_text_lm(lm, AutoTokenizer.from_pretrained(uri), codebook_size)
+        with (store or Store()).local_dir(uri) as path:
+            lm = Qwen2ForCausalLM.from_pretrained(path, use_safetensors=True)
+            return cls.from_text_lm(lm, AutoTokenizer.from_pretrained(path), codebook_size)
 
     @classmethod
     def random_init(cls, preset: Preset, seed: int = 0, dtype: torch.dtype = torch.float32) -> SimpleARModel:
