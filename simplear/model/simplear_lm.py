@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
-from simplear.config import ModelShape, Preset, VisionConfig
+from simplear.config import ModelShape, Preset, VisionConfig, get_preset
 from simplear.model.generation_config import GenerationDefaults, read_generation_defaults
 from simplear.model.text_tokenizer import build_text_tokenizer
 from simplear.model.vocab import SPECIAL_TOKENS, VisualVocab
@@ -120,6 +121,25 @@ class SimpleARModel:
         lm = Qwen2ForCausalLM(qwen2_config(preset.shape, len(tokenizer) + codebook)).to(dtype).eval()
         vocab = VisualVocab(offset=len(tokenizer), codebook_size=codebook)
         return cls(lm=lm, tokenizer=tokenizer, vocab=vocab, vision=preset.vision)
+
+    def visual_tokenizer_config(
+        self,
+        preset: str,
+        source: str,
+        checkpoint: str | None = None,
+        resolution: int | None = None,
+        fallback: VisionConfig | None = None,
+    ) -> VisionConfig:
+        """The visual tokenizer to use: the model's vision.json, else `fallback`, else the preset's; the Cosmos
+        checkpoint and the resolution overridable; checked against the model's codebook (ValueError otherwise)."""
+        trained = self.vision or fallback or get_preset(preset).vision
+        update = {key: value for key, value in (("checkpoint", checkpoint), ("resolution", resolution)) if value}
+        try:
+            vision = VisionConfig(**{**trained.model_dump(), **update})
+        except ValidationError as err:
+            raise ValueError(f"vision settings: {err}") from None
+        self.check_vision(vision, source, preset)
+        return vision
 
     def check_vision(self, vision: VisionConfig, source: str, preset: str) -> None:
         """Refuse a visual tokenizer whose codebook is not the model's, before any image is sampled.
