@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simplear.config import GRPOTrainConfig, VisionConfig
-from simplear.eval.geneval_layout import png_bytes
 from simplear.model.simplear_lm import QWEN2_ARCHITECTURE, SimpleARModel
 from simplear.store import Store, is_s3, join
 from simplear.train import distributed
@@ -46,6 +45,7 @@ from simplear.train.run_support import (
     rank_workdir,
 )
 from simplear.vision import load_visual_tokenizer
+from simplear.vision.base import png_bytes
 
 log = logging.getLogger(__name__)
 
