@@ -57,11 +57,9 @@ def model_from_args(command: str, args: argparse.Namespace) -> tuple[SimpleARMod
         model.lm.to(args.device)
     else:
         model = SimpleARModel.load(args.model, dtype=dtype, device=args.device)
-    trained = model.vision or preset.vision
     try:
-        vision = VisionConfig(**{**trained.model_dump(), "checkpoint": args.vision_checkpoint or trained.checkpoint,
-                                 "resolution": args.resolution or trained.resolution})
-        model.check_vision(vision, args.model or "the random model", args.preset)
-    except (ValidationError, ValueError) as err:
+        vision = model.visual_tokenizer_config(args.preset, args.model or "the random model", args.vision_checkpoint,
+                                               args.resolution)
+    except ValueError as err:
         raise SystemExit(f"simplear {command}: {err}") from None
     return model, load_visual_tokenizer(vision, device=args.device, encoder=False), vision

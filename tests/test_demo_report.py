@@ -8,10 +8,10 @@ import re
 from tqdm import tqdm
 
 from simplear.demo.console import ProgressConsole
-from simplear.demo.grids import StageGrids
-from simplear.demo.report_html import render_report
-from simplear.demo.report_json import build_report
 from simplear.platform.run_progress import progress_of
+from simplear.report.grids import StageGrids
+from simplear.report.page import render_report
+from simplear.report.summary import build_report
 
 TAGS = {"single_object": 0.5, "colors": 0.25}
 

@@ -108,6 +108,43 @@ def test_from_text_lm_adds_rows_initialised_to_the_mean(tied: bool) -> None:
         torch.testing.assert_close(new[text_len:], expected.expand(len(SPECIAL_TOKENS) + 40, -1))
 
 
+def test_from_text_lm_dir_reads_a_local_directory_or_an_artifact(s3_store: tuple[Store, str], tmp_path: Path) -> None:
+    """A text-only checkpoint converts the same from a path as from the store, via Store.local_dir."""
+    store, bucket = s3_store
+    tokenizer = build_text_tokenizer(simplear_specials=False)
+    Qwen2ForCausalLM(qwen2_config(SMALL, len(tokenizer))).save_pretrained(tmp_path / "qwen")
+    tokenizer.save_pretrained(tmp_path / "qwen")
+    store.put_artifact(tmp_path / "qwen", f"{bucket}/qwen")
+    local = SimpleARModel.from_text_lm_dir(tmp_path / "qwen", codebook_size=12)
+    remote = SimpleARModel.from_text_lm_dir(f"{bucket}/qwen", codebook_size=12, store=store)
+    assert remote.vocab == local.vocab == VisualVocab(offset=len(tokenizer) + len(SPECIAL_TOKENS), codebook_size=12)
+    torch.testing.assert_close(_logits(remote), _logits(local))
+
+
+def test_visual_tokenizer_config_prefers_vision_json_then_fallback_then_preset() -> None:
+    """vision.json wins; without it the caller's fallback (the token dataset's), else the preset's; overrides apply."""
+    model = SimpleARModel.random_init(get_preset("tiny"))
+    tiny = get_preset("tiny").vision
+    own = tiny.model_copy(update={"resolution": 32})
+    model.vision = own
+    assert model.visual_tokenizer_config("tiny", "m", fallback=tiny) == own
+    model.vision = None
+    assert model.visual_tokenizer_config("tiny", "m", fallback=own) == own
+    assert model.visual_tokenizer_config("tiny", "m") == tiny
+    overridden = model.visual_tokenizer_config("tiny", "m", checkpoint="s3://b/cosmos", resolution=128)
+    assert overridden == tiny.model_copy(update={"checkpoint": "s3://b/cosmos", "resolution": 128})
+    assert model.vision is None, "the model itself is left as it was"
+
+
+def test_visual_tokenizer_config_refuses_a_bad_resolution_or_another_codebook() -> None:
+    model = SimpleARModel.random_init(get_preset("tiny"))
+    with pytest.raises(ValueError, match="(?s)vision settings: .*resolution 30 is not a multiple of downsample 4"):
+        model.visual_tokenizer_config("tiny", "m", resolution=30)
+    model.vision = None
+    with pytest.raises(ValueError, match=r"m writes 16 visual codes .*from --preset 0\.5B\) has 64000"):
+        model.visual_tokenizer_config("0.5B", "m", checkpoint="/cosmos")
+
+
 def _logits(model: SimpleARModel) -> torch.Tensor:
     ids = torch.tensor(model.encode_prompts([t2i_prompt("a blue cross")]))
     with torch.no_grad():

@@ -93,7 +93,7 @@ def client(server: RolloutServerProcess, tmp_path: Path) -> HttpRolloutClient:
 
 
 def test_health_names_the_engine_and_version(server: RolloutServerProcess, scratch: Path) -> None:
-    assert [p.name.startswith("simplear-rollout-") for p in scratch.iterdir()] == [True], "scratch made, used"
+    assert scratch.is_dir() and not any(scratch.iterdir()), "scratch made; a local model is read in place, not copied"
     health = requests.get(f"{server.url}/health", timeout=TIMEOUT).json()
     assert health["status"] == "ok" and health["engine"] == "torch"
     assert health["codebook_size"] == 16 and health["max_positions"] == 2048

@@ -395,6 +395,49 @@ def test_get_artifact_refuses_a_non_empty_destination(store_root: tuple[Store, s
     assert os.listdir(occupied) == ["mine.txt"] and (occupied / "mine.txt").read_bytes() == b"keep me"
 
 
+def test_local_dir_of_a_local_path_is_the_path_itself(tmp_path: Path) -> None:
+    store = Store(StoreSettings())
+    source = make_tree(tmp_path / "released", {"config.json": b"{}", "model.safetensors": b"w"})
+    for uri in (str(source), f"file://{source}", source):
+        with store.local_dir(uri) as path:
+            assert path == source and (path / "model.safetensors").read_bytes() == b"w"
+    assert sorted(os.listdir(source)) == ["config.json", "model.safetensors"], "a local artifact is never removed"
+
+
+def test_local_dir_of_s3_is_a_verified_copy_removed_afterwards(s3_store: tuple[Store, str], tmp_path: Path) -> None:
+    store, bucket = s3_store
+    files = {"config.json": b'{"a": 1}', "shards/000.bin": os.urandom(20_000)}
+    uri = join(bucket, "models", "m")
+    manifest = store.put_artifact(make_tree(tmp_path / "src", files), uri)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with store.local_dir(uri, scratch) as path:
+        assert path.is_relative_to(scratch)
+        assert {rel: (path / rel).read_bytes() for rel in files} == files
+        assert json.loads((path / MANIFEST).read_text()) == manifest
+    assert not path.exists() and os.listdir(scratch) == [], "the downloaded copy is gone once the block exits"
+    with pytest.raises(RuntimeError, match="caller failed"), store.local_dir(uri, scratch) as path:
+        assert path.is_dir()
+        raise RuntimeError("caller failed")
+    assert os.listdir(scratch) == [], "the copy is removed when the caller fails too"
+
+
+def test_local_dir_refuses_an_incomplete_or_corrupt_s3_artifact(s3_store: tuple[Store, str], tmp_path: Path) -> None:
+    store, bucket = s3_store
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    partial = join(bucket, "partial")
+    store.write(join(partial, "config.json"), b"{}")
+    with pytest.raises(ArtifactNotFound, match="manifest.json"), store.local_dir(partial, scratch):
+        pytest.fail("an artifact without a manifest must not be handed out")
+    corrupt = join(bucket, "corrupt")
+    store.put_artifact(make_tree(tmp_path / "src", {"w.bin": b"weights"}), corrupt)
+    store.write(join(corrupt, "w.bin"), b"weightz")
+    with pytest.raises(CorruptArtifact, match="sha256"), store.local_dir(corrupt, scratch):
+        pytest.fail("a corrupt artifact must not be handed out")
+    assert os.listdir(scratch) == [], "a refused download leaves nothing behind"
+
+
 # ---- URIs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from simplear.config import DEFAULT_PALETTE, get_preset
 from simplear.data.shapes import make_dataset
 from simplear.store import Store
 from simplear.vision import CosmosTokenizer, PaletteTokenizer, load_visual_tokenizer
-from simplear.vision.base import image_grid, pil_to_tensor, tensor_to_pil
+from simplear.vision.base import image_grid, pil_to_tensor, png_bytes, tensor_to_pil
 
 
 def test_palette_round_trip_is_lossless() -> None:
@@ -61,6 +62,8 @@ def test_image_grid_tiles_row_by_row() -> None:
     assert grid.size == (16, 24)
     assert grid.getpixel((8, 8)) == DEFAULT_PALETTE[3].rgb
     assert grid.getpixel((0, 16)) == DEFAULT_PALETTE[4].rgb
+    decoded = Image.open(io.BytesIO(png_bytes(grid)))
+    assert decoded.format == "PNG" and decoded.tobytes() == grid.tobytes(), "PNG bytes decode to the same pixels"
 
 
 class FakeCosmosEncoder(torch.nn.Module):

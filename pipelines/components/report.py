@@ -9,7 +9,7 @@ from pipelines.components.stage_support import backend_store, platform_config, p
 @on_base_image(platform_config, backend_store, progress)
 def report(backend: str, root: str, page: Output[HTML]) -> str:
     """Write report.html and report.json under `<root>/report`; the page is also this step's HTML output."""
-    from simplear.demo.report_files import REPORT_HTML, write_report
+    from simplear.report.writer import REPORT_HTML, write_report
     from simplear.store import join
 
     store = backend_store(backend)

@@ -1,1 +1,1 @@
-"""`simplear demo`: the lifecycle pipeline run by Kubeflow Pipelines' local runner, and the run report it writes."""
+"""`simplear demo`: the lifecycle pipeline run by Kubeflow Pipelines' local runner, writing the run report."""

@@ -19,8 +19,8 @@ from simplear.config import SHAPES_RECIPES
 from simplear.demo.console import ANSI, ProgressConsole
 from simplear.demo.demo_store import demo_store
 from simplear.demo.local_pipeline import run_local_pipeline
-from simplear.demo.report_files import REPORT_HTML, REPORT_JSON, REWARD_CURVE_PNG
 from simplear.platform.local_runs import RUNS_DIR_VARIABLE, default_runs_dir
+from simplear.report.writer import REPORT_HTML, REPORT_JSON, REWARD_CURVE_PNG
 from simplear.store import Store, StoreError, join
 
 PIPELINE = "simplear-lifecycle"

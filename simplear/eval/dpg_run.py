@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from simplear.config import SamplingConfig
-from simplear.eval.geneval_layout import png_bytes
 from simplear.eval.prompt_runner import run_prompts
 from simplear.eval.protocols import Protocol
 from simplear.sampling.sampler import Sampler
 from simplear.store import Store, join
-from simplear.vision.base import VisualTokenizer, image_grid
+from simplear.vision.base import VisualTokenizer, image_grid, png_bytes
 
 
 def read_dpg_prompts(store: Store, folder: str) -> dict[str, str]:

@@ -21,16 +21,10 @@ def prompt_dir(root: str, index: int) -> str:
     return join(root, f"{index:05d}")
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """An image encoded as PNG."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def write_prompt_folder(store: Store, root: str, index: int, metadata: dict, images: list[Image.Image]) -> None:
     """Samples, then the grid, then metadata.jsonl last: a folder with its metadata is complete."""
-    from simplear.vision.base import image_grid  # torch, which the report step on the base image does not have
+    # vision.base needs torch, which the report step on the base image does not have
+    from simplear.vision.base import image_grid, png_bytes
 
     folder = prompt_dir(root, index)
     for j, image in enumerate(images):

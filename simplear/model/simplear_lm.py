@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
-from simplear.config import ModelShape, Preset, VisionConfig
+from simplear.config import ModelShape, Preset, VisionConfig, get_preset
 from simplear.model.generation_config import GenerationDefaults, read_generation_defaults
 from simplear.model.text_tokenizer import build_text_tokenizer
 from simplear.model.vocab import SPECIAL_TOKENS, VisualVocab
@@ -43,11 +44,9 @@ class SimpleARModel:
         store: Store | None = None,
     ) -> SimpleARModel:
         """Load a Hugging Face directory (ours or a released SimpleAR checkpoint) from a path or a store URI."""
-        if is_s3(str(uri)):
-            with tempfile.TemporaryDirectory(prefix="simplear-model-") as tmp:
-                (store or Store()).get_artifact(str(uri), tmp)
-                return cls._load_dir(Path(tmp), dtype, device, codebook_size, origin=str(uri))
-        return cls._load_dir(Path(uri), dtype, device, codebook_size, origin=str(Path(uri).resolve()))
+        with (store or Store()).local_dir(uri) as path:
+            origin = str(uri) if is_s3(str(uri)) else str(path.resolve())
+            return cls._load_dir(path, dtype, device, codebook_size, origin=origin)
 
     @classmethod
     def _load_dir(
@@ -109,12 +108,9 @@ class SimpleARModel:
     @classmethod
     def from_text_lm_dir(cls, uri: str | Path, codebook_size: int, store: Store | None = None) -> SimpleARModel:
         """`from_text_lm` on a text-only Qwen2 checkpoint read from a path or store URI."""
-        if is_s3(str(uri)):
-            with tempfile.TemporaryDirectory(prefix="simplear-textlm-") as tmp:
-                (store or Store()).get_artifact(str(uri), tmp)
-                return cls.from_text_lm_dir(tmp, codebook_size)
-        lm = Qwen2ForCausalLM.from_pretrained(uri, use_safetensors=True)
-        return cls.from_text_lm(lm, AutoTokenizer.from_pretrained(uri), codebook_size)
+        with (store or Store()).local_dir(uri) as path:
+            lm = Qwen2ForCausalLM.from_pretrained(path, use_safetensors=True)
+            return cls.from_text_lm(lm, AutoTokenizer.from_pretrained(path), codebook_size)
 
     @classmethod
     def random_init(cls, preset: Preset, seed: int = 0, dtype: torch.dtype = torch.float32) -> SimpleARModel:
@@ -125,6 +121,25 @@ class SimpleARModel:
         lm = Qwen2ForCausalLM(qwen2_config(preset.shape, len(tokenizer) + codebook)).to(dtype).eval()
         vocab = VisualVocab(offset=len(tokenizer), codebook_size=codebook)
         return cls(lm=lm, tokenizer=tokenizer, vocab=vocab, vision=preset.vision)
+
+    def visual_tokenizer_config(
+        self,
+        preset: str,
+        source: str,
+        checkpoint: str | None = None,
+        resolution: int | None = None,
+        fallback: VisionConfig | None = None,
+    ) -> VisionConfig:
+        """The visual tokenizer to use: the model's vision.json, else `fallback`, else the preset's; the Cosmos
+        checkpoint and the resolution overridable; checked against the model's codebook (ValueError otherwise)."""
+        trained = self.vision or fallback or get_preset(preset).vision
+        update = {key: value for key, value in (("checkpoint", checkpoint), ("resolution", resolution)) if value}
+        try:
+            vision = VisionConfig(**{**trained.model_dump(), **update})
+        except ValidationError as err:
+            raise ValueError(f"vision settings: {err}") from None
+        self.check_vision(vision, source, preset)
+        return vision
 
     def check_vision(self, vision: VisionConfig, source: str, preset: str) -> None:
         """Refuse a visual tokenizer whose codebook is not the model's, before any image is sampled.

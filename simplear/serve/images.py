@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 from dataclasses import dataclass
 
 from PIL import Image
@@ -12,7 +11,7 @@ from simplear.config import VisionConfig
 from simplear.sampling.batch import Request
 from simplear.serve.engine import Engine
 from simplear.vision import VisualTokenizer
-from simplear.vision.base import tensor_to_pil
+from simplear.vision.base import png_bytes, tensor_to_pil
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,5 @@ class ImageGenerator:
 
 def _png_b64(picture: Image.Image) -> str:
     """Base64 text of a PIL image saved as PNG."""
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(png_bytes(picture)).decode("ascii")
 

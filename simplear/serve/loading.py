@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from pydantic import ValidationError
 
 from simplear.config import ServeConfig, ServeLimits, VisionConfig, get_preset
 from simplear.model.simplear_lm import SimpleARModel
@@ -22,12 +21,8 @@ def load_generator(config: ServeConfig) -> tuple[ImageGenerator, tuple[int, ...]
         model.lm.to(device)
     else:
         model = SimpleARModel.load(config.model_dir, dtype=dtype, device=device)
-    trained = model.vision or preset.vision
-    try:
-        vision = VisionConfig(**{**trained.model_dump(), "checkpoint": config.vision_checkpoint or trained.checkpoint})
-    except ValidationError as err:
-        raise ValueError(f"vision settings: {err}") from None
-    model.check_vision(vision, "the random model" if config.random_init else config.model_dir, config.preset)
+    source = "the random model" if config.random_init else config.model_dir
+    vision = model.visual_tokenizer_config(config.preset, source, config.vision_checkpoint)
     tokenizer = None if config.codes_only else load_visual_tokenizer(vision, device=device, encoder=False)
     engine = build_engine(config.engine, model, None if config.random_init else config.model_dir)
     resolutions = served_resolutions(config.limits, vision, engine.max_positions)

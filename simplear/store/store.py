@@ -8,6 +8,9 @@ import json
 import os
 import re
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -231,6 +234,24 @@ class Store:
             shutil.rmtree(staging, ignore_errors=True)
             os.close(lock)
         return manifest
+
+    @contextmanager
+    def local_dir(self, uri: str | Path, scratch: str | Path | None = None) -> Iterator[Path]:
+        """A local directory to read the artifact at uri from: the path itself when local, else a verified download.
+
+        The download lands in a temporary folder (under `scratch` when given) removed when the block exits; an s3://
+        artifact without a manifest is refused with ArtifactNotFound.
+        """
+        uri = str(uri)
+        if not is_s3(uri):
+            yield resolve_local(uri)
+            return
+        workdir = Path(tempfile.mkdtemp(prefix="simplear-artifact-", dir=scratch))
+        try:
+            self.get_artifact(uri, workdir / "artifact")
+            yield workdir / "artifact"
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     def artifact_exists(self, uri: str) -> bool:
         """True only when the artifact's manifest.json exists."""

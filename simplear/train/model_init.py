@@ -43,8 +43,8 @@ def initial_model(config: TrainConfig, codebook_size: int, store: Store,
                 f"{config.init_from} writes {model.vocab.codebook_size} visual codes but the token dataset "
                 f"{config.data} has {codebook_size}"
             )
-    model.vision = model.vision or vision or get_preset(config.preset).vision
-    model.check_vision(model.vision, str(config.init_from or "the random model"), config.preset)
+    model.vision = model.visual_tokenizer_config(config.preset, str(config.init_from or "the random model"),
+                                                 fallback=vision)
     model.lm.config.architectures = ["Qwen2ForCausalLM"]
     setattr(model.lm.config, CODEBOOK_KEY, model.vocab.codebook_size)
     model.lm.train()

@@ -1,7 +1,8 @@
-"""The VisualTokenizer seam and conversions between PIL images and [-1, 1] tensors."""
+"""The VisualTokenizer seam, conversions between PIL images and [-1, 1] tensors, PNG bytes and image grids."""
 
 from __future__ import annotations
 
+import io
 from typing import Protocol
 
 import numpy as np
@@ -34,6 +35,13 @@ def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
     """RGB images from a batch [B, 3, H, W] in [-1, 1] (values outside are clipped)."""
     arrays = images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
     return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy()) for a in arrays]
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """An image encoded as PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def image_grid(images: list[Image.Image], columns: int) -> Image.Image:

@@ -19,8 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from simplear.config import GRPOTrainConfig, VisionConfig, get_preset
-from simplear.eval.geneval_layout import png_bytes
+from simplear.config import GRPOTrainConfig, VisionConfig
 from simplear.model.simplear_lm import QWEN2_ARCHITECTURE, SimpleARModel
 from simplear.store import Store, is_s3, join
 from simplear.train import distributed
@@ -46,6 +45,7 @@ from simplear.train.run_support import (
     rank_workdir,
 )
 from simplear.vision import load_visual_tokenizer
+from simplear.vision.base import png_bytes
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,6 @@ def load_policy(config: GRPOTrainConfig, store: Store, local_dir: Path) -> Simpl
         model.save(local_dir / "qwen2")
         model = SimpleARModel.load(local_dir / "qwen2")
     return model
-
-
-def rollout_vision(config: GRPOTrainConfig, model: SimpleARModel) -> VisionConfig:
-    """The model's visual tokenizer (its vision.json, else the preset's), the Cosmos checkpoint overridable."""
-    vision = model.vision or get_preset(config.preset).vision
-    model.check_vision(vision, config.init_from, config.preset)
-    if config.vision_checkpoint:
-        return vision.model_copy(update={"checkpoint": config.vision_checkpoint})
-    return vision
 
 
 def rollout_grid(config: GRPOTrainConfig, vision: VisionConfig) -> int:
@@ -120,7 +111,7 @@ def build_run(config: GRPOTrainConfig, store: Store) -> GRPORun:
     """Load the policy, prompts and rewards, find the resume point, and assemble the trainer around a RolloutClient."""
     workdir = rank_workdir(config)
     model = load_policy(config, store, workdir / "init")
-    model.vision = vision = rollout_vision(config, model)
+    model.vision = vision = model.visual_tokenizer_config(config.preset, config.init_from, config.vision_checkpoint)
     grid = rollout_grid(config, vision)
     args = grpo_arguments(config, workdir / "run", grid * grid)
     model.lm.to(args.device)

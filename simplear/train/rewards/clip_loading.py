@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, CLIPModel, PreTrainedTokenizerBase
 
-from simplear.store import Store, is_s3
+from simplear.store import Store
 from simplear.train.rewards.clip_preprocess import ClipPreprocess
 
 
@@ -64,8 +63,5 @@ def _load_dir(path: Path, device: torch.device) -> LoadedClip:
 
 def load_clip(uri: str, device: torch.device | str, store: Store | None = None) -> LoadedClip:
     """The CLIP model at a local directory or store URI, on `device`."""
-    if is_s3(uri):
-        with tempfile.TemporaryDirectory(prefix="simplear-clip-") as tmp:
-            (store or Store()).get_artifact(uri, tmp)
-            return _load_dir(Path(tmp), torch.device(device))
-    return _load_dir(Path(uri), torch.device(device))
+    with (store or Store()).local_dir(uri) as path:
+        return _load_dir(path, torch.device(device))

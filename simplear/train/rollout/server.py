@@ -17,8 +17,7 @@ from fastapi.responses import JSONResponse
 
 from simplear.config import RolloutServerConfig
 from simplear.sampling.vllm_engine import CfgPairSplit, VllmEngine
-from simplear.store import Store, StoreError
-from simplear.train.rollout.checkpoint_fetch import local_checkpoint
+from simplear.store import ArtifactNotFound, Store, StoreError
 from simplear.train.rollout.http_schemas import (
     GenerateRequest,
     GenerateResponse,
@@ -137,7 +136,9 @@ def build_app(engine: RolloutEngine, config: RolloutServerConfig, store: Store, 
         bumps the policy version."""
         start = time.perf_counter()
         try:
-            with local_checkpoint(store, body.uri, config.scratch) as directory:
+            if not store.artifact_exists(body.uri):
+                raise ArtifactNotFound(f"no complete checkpoint at {body.uri}: it has no manifest.json")
+            with store.local_dir(body.uri, config.scratch) as directory:
                 check_layout(policy.layout, checkpoint_layout(directory), exact_dtype=False,
                              what=f"checkpoint {body.uri}")
                 with policy.lock.updating():

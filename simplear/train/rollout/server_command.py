@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import socket
-import tempfile
 from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
 
 from simplear.config import RolloutServerConfig, VllmEngineConfig
-from simplear.store import Store, is_s3
+from simplear.store import Store
 from simplear.train.rollout.rollout_engine import build_rollout_engine, engine_dtype, resolved_device
 from simplear.train.rollout.server import build_app
 from simplear.train.rollout.weight_layout import served_layout
@@ -70,11 +69,7 @@ def run(args: argparse.Namespace) -> int:
     store = Store()
     if config.scratch:
         Path(config.scratch).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="simplear-rollout-", dir=config.scratch) as tmp:
-        model_dir = Path(config.model)
-        if is_s3(config.model):
-            model_dir = Path(tmp) / "initial"
-            store.get_artifact(config.model, model_dir)
+    with store.local_dir(config.model, config.scratch) as model_dir:
         engine = build_rollout_engine(config, model_dir)
         app = build_app(engine, config, store, served_layout(model_dir, engine_dtype(config)))
         sockets = [socket.create_server((host, config.port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from simplear.demo.grids import StageGrids
+from simplear.report.grids import StageGrids
 
 STYLE = """
 body { font-family: sans-serif; margin: 24px; color: #222; }

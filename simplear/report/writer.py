@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from simplear.demo.grids import chosen_prompts, stage_grids
-from simplear.demo.report_html import render_report
-from simplear.demo.report_json import build_report, read_journal
+from simplear.report.grids import chosen_prompts, stage_grids
+from simplear.report.page import render_report
+from simplear.report.summary import build_report, read_journal
 from simplear.store import Store, join
 
 REPORT_DIR = "report"
