@@ -193,6 +193,7 @@ def test_clean_run_gives_exact_codes_captions_and_a_verifiable_manifest(target: 
         "min_size": 64,
         "vision": "palette",
         "codebook_size": 16,
+        "vision_checkpoint": None,
         "seed": 0,
         "num_records": 13,
         "num_errors": 5,
