@@ -99,15 +99,19 @@ def record_step(store: Any, root: str, step: str, entry: dict) -> None:
     store.write(join(root, "journal", f"{step}.json"), json.dumps(entry, indent=2).encode())
 
 
-def publish_training_metrics(store: Any, run_root: str, metrics: Any, seconds: float) -> None:
-    """The run's last logged loss, reward and step, and its minutes, as the step's KFP Metrics (the run page shows
-    them)."""
+def training_log(store: Any, run_root: str) -> list[dict]:
+    """The rows of a training run's `logs/train.jsonl`; none when it logged no step."""
     import json
 
     from simplear.store import join
 
     log = join(run_root, "logs", "train.jsonl")
-    rows = [json.loads(line) for line in store.read(log).decode().splitlines()] if store.exists(log) else []
+    return [json.loads(line) for line in store.read(log).decode().splitlines()] if store.exists(log) else []
+
+
+def publish_training_metrics(rows: list[dict], metrics: Any, seconds: float) -> None:
+    """The run's last logged loss, reward and step, and its minutes, as the step's KFP Metrics (the run page shows
+    them)."""
     for key in ("step", "loss", "reward"):
         values = [row[key] for row in rows if isinstance(row.get(key), int | float)]
         if values:
@@ -116,4 +120,4 @@ def publish_training_metrics(store: Any, run_root: str, metrics: Any, seconds: f
 
 
 STAGE_HELPERS = (platform_config, backend_store, stage_launcher, progress, run_stage, publish, record_step,
-                 publish_training_metrics)
+                 training_log, publish_training_metrics)

@@ -10,6 +10,7 @@ from pipelines.components.stage_support import (
     publish_training_metrics,
     record_step,
     run_stage,
+    training_log,
 )
 
 
@@ -31,10 +32,11 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
             "--logging-steps", max(1, min(10, steps // 10))]
     seconds = run_stage(backend, runs_dir, "pretrain", "pretrain", args, procs_per_node, timeout_minutes, run_id,
                         nodes=nodes)
+    store = backend_store(backend)
     publish(model, join(out, "final"), {"stage": "pretrain", "steps": steps, "run": out})
-    publish_training_metrics(backend_store(backend), out, metrics, seconds)
-    record_step(backend_store(backend), root, "pretrain", {"stage": "pretrain", "seconds": seconds, "steps": steps,
-                                                           "output": join(out, "final")})
+    publish_training_metrics(training_log(store, out), metrics, seconds)
+    record_step(store, root, "pretrain", {"stage": "pretrain", "seconds": seconds, "steps": steps,
+                                         "output": join(out, "final")})
 
 
 @on_base_image(*STAGE_HELPERS)
@@ -52,10 +54,10 @@ def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_s
             "--loss-on", loss_on, "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps,
             "--logging-steps", max(1, min(10, steps // 10))]
     seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes, run_id, nodes=nodes)
+    store = backend_store(backend)
     publish(model, join(out, "final"), {"stage": "sft", "steps": steps, "run": out})
-    publish_training_metrics(backend_store(backend), out, metrics, seconds)
-    record_step(backend_store(backend), root, "sft", {"stage": "sft", "seconds": seconds, "steps": steps,
-                                                      "output": join(out, "final")})
+    publish_training_metrics(training_log(store, out), metrics, seconds)
+    record_step(store, root, "sft", {"stage": "sft", "seconds": seconds, "steps": steps, "output": join(out, "final")})
 
 
 @on_base_image(*STAGE_HELPERS)
@@ -74,7 +76,6 @@ def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps
     sidecar or on the rollout pool (`rollout_placement`).
     """
     import base64
-    import json
 
     from simplear.store import join
     from simplear.train.grpo.reward_curve import reward_curve as curve_points
@@ -105,13 +106,13 @@ def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps
     seconds = run_stage(backend, runs_dir, "grpo", "grpo", args, procs_per_node, timeout_minutes, run_id, server,
                         nodes=nodes)
     store = backend_store(backend)
-    rows = [json.loads(line) for line in store.read(join(out, "logs", "train.jsonl")).decode().splitlines()]
+    rows = training_log(store, out)
     curve = [[point["step"], point["reward"]] for point in curve_points(rows)]
     png = join(out, "logs", "reward_curve.png")
     with open(reward_curve.path, "w") as page:
         page.write(f'<img alt="GRPO reward per step" src="data:image/png;base64,'
                    f'{base64.b64encode(store.read(png)).decode()}">')
     publish(model, join(out, "final"), {"stage": "grpo", "steps": steps, "run": out, "rollout": rollout})
-    publish_training_metrics(store, out, metrics, seconds)
+    publish_training_metrics(rows, metrics, seconds)
     record_step(store, root, "grpo", {"stage": "grpo", "seconds": seconds, "steps": steps, "output": join(out, "final"),
                                       "rollout": rollout, "reward_curve": curve, "reward_curve_png": png})

@@ -167,7 +167,7 @@ def describe_cluster(clients: ClusterClients, get_run: Callable[[str], Any], ref
     if kind == "pytorchjob":
         job = clients.training.get_job(name, namespace=namespace)
         pods = clients.training.get_job_pods(name, namespace=namespace)
-        text = describe_pytorchjob(job, pods, now, _master_log_tail(clients, name))
+        text = describe_pytorchjob(job, pods, now, _master_log_tail(clients, pods))
     elif kind == "pod":
         text = describe_pod(clients.core.read_namespaced_pod(name, namespace), now)
     elif kind == "inferenceservice":
@@ -177,13 +177,16 @@ def describe_cluster(clients: ClusterClients, get_run: Callable[[str], Any], ref
     print(text, file=out)
 
 
-def _master_log_tail(clients: ClusterClients, job: str) -> list[str]:
-    """The last lines of the master pod's training container; none before it starts or when it cannot be read."""
-    masters = clients.training.get_job_pods(job, namespace=clients.namespace, is_master=True)
-    if not masters or container_state(masters[0]) in ("absent", "waiting"):
+def _master_log_tail(clients: ClusterClients, pods: list[Any]) -> list[str]:
+    """The last lines of the master pod's training container (the job's pods, already listed, labelled as the
+    training SDK's `is_master` selects them); none before it starts or when it cannot be read."""
+    from kubeflow.training.constants.constants import JOB_ROLE_LABEL
+
+    master = next((pod for pod in pods if (pod.metadata.labels or {}).get(JOB_ROLE_LABEL) == "master"), None)
+    if container_state(master) in ("absent", "waiting"):
         return []
     try:
-        text = clients.core.read_namespaced_pod_log(masters[0].metadata.name, clients.namespace,
+        text = clients.core.read_namespaced_pod_log(master.metadata.name, clients.namespace,
                                                     container=TRAINING_CONTAINER, tail_lines=LOG_TAIL_LINES)
     except ApiException:
         return []

@@ -22,15 +22,13 @@ class RunProgress:
     done: int = 0
     total: int = 0
     eta: str = ""
-    what: str = ""
     metric: str = ""
     value: float | None = None
 
     def update(self, line: str) -> RunProgress:
         """This progress after one more log line."""
         if (bar := BAR.search(line)) and not bar["desc"].strip().startswith(SIDE_BARS) and int(bar["total"]) > 1:
-            return replace(self, done=int(bar["done"]), total=int(bar["total"]), eta=bar["eta"],
-                           what=bar["desc"].strip())
+            return replace(self, done=int(bar["done"]), total=int(bar["total"]), eta=bar["eta"])
         if metric := METRIC.search(line):
             return replace(self, metric=metric["name"], value=float(metric["value"]))
         return self
