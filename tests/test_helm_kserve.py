@@ -13,7 +13,7 @@ from test_helm_render import find, notes, objects, one, parse, render_values
 from test_helm_validation import validation_errors
 from test_platform_support import chart_platform_config
 
-from simplear.config import PlatformConfig
+from simplear.platform.config import PlatformConfig
 from simplear.platform.manifests import inference_service, serving_runtime
 
 

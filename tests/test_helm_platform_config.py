@@ -1,4 +1,4 @@
-"""The platform ConfigMap is a valid simplear.config.PlatformConfig that says what the values say."""
+"""The platform ConfigMap is a valid simplear.platform.config.PlatformConfig that says what the values say."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 from test_helm_render import CUSTOM_POOLS, NAMESPACE, VALUE_SETS, objects, one
 
-from simplear.config import PRESETS, NodePool, PlatformConfig
+from simplear.config import PRESETS
+from simplear.platform.config import NodePool, PlatformConfig
 
 
 def platform_config(value_set: str) -> PlatformConfig:

@@ -252,7 +252,7 @@ def kserve_pod(runtime: dict[str, Any], isvc: dict[str, Any]) -> dict[str, Any]:
 def serving_pod(runtime: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, Any]:
     """The pod of a model deployed with the chart's runtime: the InferenceService the platform builds from the chart's
     platform ConfigMap (what the pipelines' deploy step and `simplear deploy` create), merged as KServe does."""
-    from simplear.config import PlatformConfig
+    from simplear.platform.config import PlatformConfig
     from simplear.platform.manifests.serving import inference_service
 
     (configmap,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-platform")]

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+import simplear.config
+import simplear.platform.config
+
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ("model", "vision", "sampling", "data", "train")
+CORE = ("config", "model", "vision", "sampling", "data", "train")
 ABOVE_CORE = ("simplear.platform", "pipelines", "simplear.eval", "simplear.serve", "simplear.demo")
 
 
@@ -41,3 +44,13 @@ def test_core_capabilities_do_not_import_the_layers_above(capability: str) -> No
 def test_pipelines_do_not_import_the_demo() -> None:
     """The report the pipelines write lives in simplear/report, not in the demo that also shows it."""
     assert imports_of(ROOT / "pipelines", ("simplear.demo",)) == []
+
+
+def test_the_platform_types_are_not_on_the_config_package() -> None:
+    """PlatformConfig, node pools and images live behind the platform line: simplear.config hands on none of them."""
+    platform_types = {
+        name for name, value in vars(simplear.platform.config).items()
+        if getattr(value, "__module__", None) == simplear.platform.config.__name__
+    }
+    assert {"PlatformConfig", "NodePool", "Images"} <= platform_types
+    assert platform_types & set(dir(simplear.config)) == set()

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from test_helm_validation import KUBERNETES_VERSIONS, validation_errors
 from test_platform_support import chart_platform_config, containers, pod_specs_of
 
-from simplear.config import PlatformConfig
+from simplear.platform.config import PlatformConfig
 from simplear.platform.default_platform import default_platform_config
 from simplear.platform.manifests import (
     inference_service,

@@ -12,7 +12,7 @@ import yaml
 from test_helm_validation import CRD_DIR, KUBERNETES_VERSIONS, validation_errors
 from test_platform_support import chart_platform_config
 
-from simplear.config import NodePool
+from simplear.platform.config import NodePool
 from simplear.platform.manifests import pytorch_job, rollout_deployment, rollout_service
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 

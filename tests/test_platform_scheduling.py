@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from test_helm_validation import validation_errors
 from test_platform_support import chart_platform_config, pod_specs_of
 
-from simplear.config import PlatformConfig, Scheduling
+from simplear.platform.config import PlatformConfig, Scheduling
 from simplear.platform.manifests import pytorch_job, rollout_deployment
 from simplear.platform.manifests.scheduling import AdmissionConflict
 from simplear.platform.stage_spec import RolloutSpec, StageSpec

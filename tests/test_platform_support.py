@@ -9,7 +9,7 @@ from typing import Any
 from kubernetes.client import ApiClient as KubernetesApiClient
 from test_helm_render import objects, one
 
-from simplear.config import PlatformConfig
+from simplear.platform.config import PlatformConfig
 
 
 @cache

@@ -17,7 +17,7 @@ def platform_config() -> Any:
     import os
     from pathlib import Path
 
-    from simplear.config import PlatformConfig
+    from simplear.platform.config import PlatformConfig
 
     config = PlatformConfig.model_validate_json(Path(os.environ["SIMPLEAR_PLATFORM_CONFIG"]).read_text())
     os.environ.setdefault("SIMPLEAR_S3_ENDPOINT", config.store_endpoint)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from simplear.config import PRESETS, Images, NodePool, PlatformConfig, Serving
+from simplear.config import PRESETS
+from simplear.platform.config import Images, NodePool, PlatformConfig, Serving
 
 CHART = "simplear"
 IMAGE_PREFIX = "ghcr.io/simplear/simplear"

@@ -21,10 +21,10 @@ from kubernetes import watch
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from simplear.config import PlatformConfig
 from simplear.platform.cluster_clients import TRANSIENT_STATUSES, ClusterClients, api_status, is_transient
 from simplear.platform.cluster_objects import as_pytorchjob, to_dict
 from simplear.platform.cluster_status import TRAINING_CONTAINER, failing_pod, job_status, predictor_pods_state
+from simplear.platform.config import PlatformConfig
 from simplear.platform.launcher import Phase, RunHandle, RunStatus, StageFailed
 from simplear.platform.manifests import (
     inference_service,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from simplear.config import PlatformConfig
+from simplear.platform.config import PlatformConfig
 from simplear.platform.default_platform import CHART, default_platform_config
 from simplear.platform.reference_yaml import HEADER, reference_yaml
 

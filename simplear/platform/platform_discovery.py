@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from simplear.config import PlatformConfig
+from simplear.platform.config import PlatformConfig
 
 PLATFORM_SELECTOR = "app.kubernetes.io/part-of=simplear,app.kubernetes.io/component=platform"
 RELEASE_LABEL = "app.kubernetes.io/instance"

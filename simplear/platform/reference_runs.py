@@ -3,7 +3,7 @@ variants: pretraining on two nodes, and GRPO with its rollout server on the roll
 
 from __future__ import annotations
 
-from simplear.config import PlatformConfig
+from simplear.platform.config import PlatformConfig
 from simplear.platform.default_platform import chart_fullname
 from simplear.platform.manifests import (
     inference_service,

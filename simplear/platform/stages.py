@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from simplear.config import PoolName
+from simplear.platform.config import PoolName
 from simplear.platform.stage_spec import StageName, StageSpec
 
 ImageRole = Literal["base", "train", "rollout", "serve"]

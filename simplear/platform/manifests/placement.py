@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from simplear.config import NodePool, PlatformConfig
+from simplear.platform.config import NodePool, PlatformConfig
 
 
 def pool(config: PlatformConfig, name: str) -> NodePool:

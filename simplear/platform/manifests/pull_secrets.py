@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simplear.config import PlatformConfig
+from simplear.platform.config import PlatformConfig
 
 
 def image_pull_secrets(config: PlatformConfig) -> dict:

@@ -3,7 +3,7 @@ server as the master pod's sidecar, or waiting for it on the rollout pool), queu
 
 from __future__ import annotations
 
-from simplear.config import NodePool, PlatformConfig
+from simplear.platform.config import NodePool, PlatformConfig
 from simplear.platform.manifests.labels import NO_SIDECAR, metadata, pod_labels, run_labels
 from simplear.platform.manifests.placement import placement, pool, resources
 from simplear.platform.manifests.pod_security import (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from simplear.config import NodePool, PlatformConfig
+from simplear.platform.config import NodePool, PlatformConfig
 from simplear.platform.manifests.labels import COMPONENT_LABEL, NO_SIDECAR, RUN_LABEL, metadata, pod_labels, run_labels
 from simplear.platform.manifests.placement import placement, pool, resources
 from simplear.platform.manifests.pod_security import (

@@ -11,7 +11,7 @@ Deployment to a PyTorchJob: with Kueue the rollout server must be the trainer po
 
 from __future__ import annotations
 
-from simplear.config import PlatformConfig
+from simplear.platform.config import PlatformConfig
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"

@@ -8,7 +8,7 @@ InferenceService's name, and its storage initializer downloads the checkpoint to
 
 from __future__ import annotations
 
-from simplear.config import PlatformConfig, Serving
+from simplear.platform.config import PlatformConfig, Serving
 from simplear.platform.manifests.labels import NO_SIDECAR, STORE_CLIENT_LABEL, metadata, run_labels
 from simplear.platform.manifests.placement import placement, pool, resources
 from simplear.platform.manifests.pod_security import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simplear.config import PlatformConfig
+from simplear.platform.config import PlatformConfig
 
 CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 

@@ -1,0 +1,66 @@
+"""Typed config of the ML core, one module per concept: presets and vision, runs, serving, store settings."""
+
+from simplear.config.presets import (
+    COSMOS_CODEBOOK_SIZE,
+    COSMOS_DOWNSAMPLE,
+    DEFAULT_PALETTE,
+    PRESETS,
+    QWEN25_TEXT_VOCAB,
+    ModelShape,
+    PaletteColor,
+    Preset,
+    Strict,
+    VisionConfig,
+    get_preset,
+)
+from simplear.config.runs import (
+    SHAPES_RECIPES,
+    TRAIN_RECIPE,
+    GRPOTrainConfig,
+    RewardSpec,
+    RolloutSampling,
+    ShapesRecipe,
+    TokenizeConfig,
+    TrainConfig,
+    TrainRecipe,
+)
+from simplear.config.serving import (
+    RolloutServerConfig,
+    SamplingConfig,
+    ServeBatching,
+    ServeConfig,
+    ServeLimits,
+    VllmEngineConfig,
+)
+from simplear.config.store import STORE_ENV_TYPED, StoreSettings
+
+__all__ = [
+    "COSMOS_CODEBOOK_SIZE",
+    "COSMOS_DOWNSAMPLE",
+    "DEFAULT_PALETTE",
+    "PRESETS",
+    "QWEN25_TEXT_VOCAB",
+    "SHAPES_RECIPES",
+    "STORE_ENV_TYPED",
+    "TRAIN_RECIPE",
+    "GRPOTrainConfig",
+    "ModelShape",
+    "PaletteColor",
+    "Preset",
+    "RewardSpec",
+    "RolloutSampling",
+    "RolloutServerConfig",
+    "SamplingConfig",
+    "ServeBatching",
+    "ServeConfig",
+    "ServeLimits",
+    "ShapesRecipe",
+    "StoreSettings",
+    "Strict",
+    "TokenizeConfig",
+    "TrainConfig",
+    "TrainRecipe",
+    "VisionConfig",
+    "VllmEngineConfig",
+    "get_preset",
+]
