@@ -27,8 +27,8 @@ from simplear.config import PRESETS, SamplingConfig, get_preset
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request
 from simplear.store import Store
-from simplear.train.rollout.http_client import HttpRolloutClient
-from simplear.train.rollout.server_process import RolloutServerProcess
+from simplear.train.rollout.client import HttpRolloutClient
+from simplear.train.rollout.server import RolloutServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ("a red circle left of a blue square", "three green crosses on a white table", "a photo of a cat",

@@ -25,7 +25,7 @@ import torch
 from bench_output import emit
 
 from simplear.config import PRESETS, get_preset
-from simplear.data.token_shards import TokenRecord, write_token_dataset
+from simplear.data.tokenize.shards import TokenRecord, write_token_dataset
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.store import Store
 

@@ -29,10 +29,9 @@ from bench_output import emit
 from simplear.config import get_preset
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.store import Store
-from simplear.train.rollout.http_client import HttpRolloutClient
-from simplear.train.rollout.nccl_push import NcclWeightPush, nccl_unavailable
-from simplear.train.rollout.server_process import RolloutServerProcess
-from simplear.train.rollout.weight_layout import module_layout
+from simplear.train.rollout.client import HttpRolloutClient
+from simplear.train.rollout.server import RolloutServerProcess
+from simplear.train.rollout.weight_sync import NcclWeightPush, module_layout, nccl_unavailable
 
 
 def timed_pushes(push: object, model: SimpleARModel, pushes: int) -> list[float]:

@@ -61,7 +61,7 @@ def lifecycle(
     cfg_scale: float = RECIPE.cfg_scale,
     negative_prompt: str = RECIPE.negative_prompt,
     seed: int = RECIPE.seed,
-    model_name: str = "simplear",
+    model_name: str = "",
     inference_service: str = "",
     stage_timeout_minutes: int = 1440,
     base_image: str = BASE_IMAGE,

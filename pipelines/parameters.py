@@ -53,10 +53,11 @@ PARAMETER_HELP: dict[str, str] = {
     "negative_prompt": "Unconditional row's prompt in fixed-protocol evaluation, guided GRPO rollouts and the serving "
                        "check; empty: the CFG-dropped prompt.",
     "seed": "Seed of the first evaluation image (+1 per image), of the serving check and of GRPO.",
-    "model_name": "Local backend: model name in the server's routes, /v1/models/<model_name>:predict (on Kubernetes "
-                  "the model is served under the InferenceService's name).",
-    "inference_service": "Kubernetes backend: the InferenceService created or updated to serve the new model; "
-                         "empty: the platform's (the chart's kserve.inferenceServiceName).",
+    "model_name": "Name the new model is served under, in the routes /v1/models/<model_name>:predict (on Kubernetes "
+                  "also the InferenceService's name, unless inference_service names one); empty: simplear locally, "
+                  "the platform's InferenceService on Kubernetes.",
+    "inference_service": "The InferenceService created or updated to serve the new model, and the name it serves "
+                         "under; empty: model_name, else the platform's (the chart's kserve.inferenceServiceName).",
     "stage_timeout_minutes": "A stage run still going after this many minutes fails the step.",
     "init_model_uri": "Store URI of the checkpoint to start from (complete: has manifest.json).",
     "model_uri": "Store URI of the checkpoint to evaluate and serve.",

@@ -67,7 +67,7 @@ def train_on_user_data(
     cfg_scale: float = RECIPE.cfg_scale,
     negative_prompt: str = RECIPE.negative_prompt,
     seed: int = RECIPE.seed,
-    model_name: str = "simplear",
+    model_name: str = "",
     inference_service: str = "",
     stage_timeout_minutes: int = 4320,
     base_image: str = BASE_IMAGE,

@@ -13,15 +13,15 @@ from simplear.store import StoreError
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("simplear.demo.demo_command", "the whole lifecycle on shapes data through the KFP local runner"),
     "generate": ("simplear.generate", "generate images from prompts"),
-    "shapes": ("simplear.data.shapes_command", "write the synthetic shapes dataset and its held-out prompts"),
-    "tokenize": ("simplear.data.tokenize_command", "turn meta files into token shards in the store"),
+    "shapes": ("simplear.data.shapes.command", "write the synthetic shapes dataset and its held-out prompts"),
+    "tokenize": ("simplear.data.tokenize.command", "turn meta files into token shards in the store"),
     "train": ("simplear.train.train_command", "pretrain or SFT on token shards, or GRPO with rollouts"),
     "evaluate": ("simplear.eval.evaluate_command", "GenEval / DPG-Bench prompts to images in their own layout"),
     "upload": ("simplear.upload_command", "copy a local folder into the store as a complete artifact (text LM, CLIP)"),
     "jobs": ("simplear.platform.jobs_command", "list, describe, follow and cancel runs: local (default) or --cluster"),
     "deploy": ("simplear.platform.deploy_command", "serve a model from the store as a KServe InferenceService"),
     "manifests": ("simplear.platform.manifests_command", "write the reference Kubernetes manifests of every stage"),
-    "rollout-server": ("simplear.train.rollout.server_command", "serve GRPO rollouts over HTTP (torch or vLLM engine)"),
+    "rollout-server": ("simplear.train.rollout.server", "serve GRPO rollouts over HTTP (torch or vLLM engine)"),
     "serve": ("simplear.serve.serve_command", "serve a model over REST: KServe v1/v2 and OpenAI images"),
 }
 

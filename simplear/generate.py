@@ -15,8 +15,7 @@ from simplear.cli_args import add_model_arguments, add_sampling_arguments, model
 from simplear.config import SamplingConfig
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request
-from simplear.sampling.images import sample_images
-from simplear.sampling.sampler import Sampler
+from simplear.sampling.sampler import Sampler, sample_images
 from simplear.store import Store, is_s3
 from simplear.vision import VisualTokenizer
 from simplear.vision.base import image_grid

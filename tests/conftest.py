@@ -1,4 +1,5 @@
-"""Shared test fixtures: a real S3 server (SeaweedFS) with a fresh bucket per test, model servers, a peaked model."""
+"""Shared test fixtures: a real S3 server (SeaweedFS) with a fresh bucket per test, model servers, tiny policies,
+the vLLM closure's Python."""
 
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ from simplear.model.simplear_lm import SimpleARModel
 from simplear.s3_server import EmbeddedS3
 from simplear.serve.process import ServerProcess
 from simplear.store import Store
+
+VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    """The Python of the rollout role's closure (.venv-vllm), which runs the vLLM engine; fails when it is absent."""
+    if not VLLM_PYTHON.is_file():
+        pytest.fail(f"{VLLM_PYTHON} is missing: run scripts/role_venvs.sh to create the vLLM (rollout role) virtualenv")
+    return VLLM_PYTHON
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,10 @@ upstream counterpart behaves:
   rolling update is before the new pod serves (KServe pkg/controller/v1beta1/inferenceservice/components/predictor.go
   propagates the Deployment's Available condition). Predictor pods carry KServe's labels
   (serving.kserve.io/inferenceservice, component=predictor) and its storage initializer, whose first argument is the
-  storageUri they download (kserve pkg/webhook/admission/pod/storage_initializer_injector.go).
+  storageUri they download (kserve pkg/webhook/admission/pod/storage_initializer_injector.go). A checkpoint listed
+  in `RolloutScript.failing` makes the storage initializer exit with an error: KServe then reports the model
+  BlockedByFailedLoad with a ModelLoadFailed lastFailureInfo (kserve pkg/apis/serving/v1beta1/
+  inference_service_status.go, PropagateModelStatus), and a rolling update keeps the old pod serving.
 Every request is recorded with the (API group, resource, verb) the authorizer would check.
 """
 
@@ -91,6 +94,7 @@ class RolloutScript:
     observed_s: float = 0.2  # the InferenceService reports Ready at the new generation (Deployment Available)
     pod_ready_s: float = 1.0  # the new revision's pod is Ready (model downloaded and loaded)
     drain_s: float = 0.3  # a replaced pod terminates (deletionTimestamp set, not Ready) this long before it is gone
+    failing: dict[str, str] = field(default_factory=dict)  # storageUri -> the storage initializer's error message
 
 
 @dataclass
@@ -246,16 +250,17 @@ class FakeCluster:
         now, script = time.monotonic(), self.rollouts
         latest = revisions[-1]
         pods = []
+        fails = latest.storage_uri in script.failing
         if len(revisions) > 1:
             previous, since = revisions[-2], now - latest.at
-            replaced_after = 0.0 if latest.strategy == "Recreate" else script.pod_ready_s
+            replaced_after = 0.0 if latest.strategy == "Recreate" else float("inf") if fails else script.pod_ready_s
             if since < replaced_after + script.drain_s:
                 pods.append(self._predictor_pod(name, previous, ready=since < replaced_after,
                                                 terminating=since >= replaced_after))
         start = script.drain_s if latest.strategy == "Recreate" and len(revisions) > 1 else 0.0
         if now - latest.at >= start:
-            pods.append(self._predictor_pod(name, latest, ready=now - latest.at >= start + script.pod_ready_s,
-                                            terminating=False))
+            pods.append(self._predictor_pod(name, latest, ready=not fails and now - latest.at >= start +
+                                            script.pod_ready_s, terminating=False))
         return pods
 
     def _predictor_pod(self, name: str, revision: Revision, ready: bool, terminating: bool) -> dict:
@@ -271,8 +276,12 @@ class FakeCluster:
         spec = {"initContainers": [{"name": "storage-initializer", "image": "kserve/storage-initializer:v0.15.0",
                                     "args": [revision.storage_uri, "/mnt/models"]}],
                 "containers": [{"name": "kserve-container", "image": "ghcr.io/simplear/simplear-serve:0.1.0"}]}
-        status = {"phase": "Running" if ready else "Pending",
-                  "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+        status: dict[str, Any] = {"phase": "Running" if ready else "Pending",
+                                  "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+        if revision.storage_uri in self.rollouts.failing:
+            status["initContainerStatuses"] = [{"name": "storage-initializer", "ready": False, "restartCount": 0,
+                                                "state": {"terminated": {"reason": "Error", "exitCode": 1, "message":
+                                                          self.rollouts.failing[revision.storage_uri]}}}]
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
 
     def _isvc_status(self, isvc: dict) -> dict:
@@ -286,10 +295,27 @@ class FakeCluster:
         observed = since >= (script.drain_s + script.pod_ready_s if recreating else script.observed_s)
         if not observed:
             return {**isvc.get("status", {}), "conditions": [{"type": "Ready", "status": "False",
-                                                              "reason": "RevisionMissing"}]}
+                                                              "reason": "RevisionMissing"}],
+                    "modelStatus": {"transitionStatus": "InProgress", "states": {"targetModelState": "Pending"}}}
+        if latest.storage_uri in script.failing:
+            # The Deployment is Available only while an old pod still serves (a rolling update that cannot finish).
+            available = len(revisions) > 1 and latest.strategy != "Recreate"
+            ready = {"type": "Ready", "status": "True"} if available else {
+                "type": "Ready", "status": "False", "reason": "MinimumReplicasUnavailable",
+                "message": "Deployment does not have minimum availability."}
+            return {**isvc.get("status", {}), "observedGeneration": latest.generation, "conditions": [ready],
+                    "modelStatus": {"transitionStatus": "BlockedByFailedLoad",
+                                    "states": {"activeModelState": "Loaded" if available else "",
+                                               "targetModelState": "FailedToLoad"},
+                                    "lastFailureInfo": {"reason": "ModelLoadFailed", "exitCode": 1,
+                                                        "message": script.failing[latest.storage_uri]}}}
+        loaded = since >= script.pod_ready_s
         return {**isvc.get("status", {}), "observedGeneration": latest.generation,
                 "url": f"http://{name}-{self.namespace}.example.com",
-                "conditions": [{"type": "Ready", "status": "True"}]}
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "modelStatus": {"transitionStatus": "UpToDate" if loaded else "InProgress",
+                                "states": {"activeModelState": "Loaded",
+                                           "targetModelState": "Loaded" if loaded else "Loading"}}}
 
     def _collect_garbage(self, owner_uid: str) -> None:
         """Delete every object an ownerReference ties to owner_uid, as the garbage collector does."""

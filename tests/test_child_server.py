@@ -23,7 +23,7 @@ GRACE_S = 15.0
 PARENT = """
 import sys, time
 from simplear.serve.process import ServerProcess
-from simplear.train.rollout.server_process import RolloutServerProcess
+from simplear.train.rollout.server import RolloutServerProcess
 children = [ServerProcess(["--random-init", "--preset", "tiny", "--device", "cpu"]).launch(),
             RolloutServerProcess(["--engine", "torch", "--model", sys.argv[1], "--device", "cpu"]).launch()]
 for child in children:

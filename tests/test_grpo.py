@@ -15,10 +15,9 @@ import psutil
 import pytest
 import torch
 import yaml
+from helpers import SHAPE, write_aesthetic_head, write_tiny_clip
 from PIL import Image
 from safetensors.torch import load_file
-from test_rewards import write_aesthetic_head, write_tiny_clip
-from test_train import SHAPE
 
 from simplear.cli import main as cli_main
 from simplear.config import PRESETS, GRPOTrainConfig, RewardSpec
@@ -29,13 +28,12 @@ from simplear.sampling.batch import Request
 from simplear.sampling.sampler import Sampler
 from simplear.store import Store, join
 from simplear.train.checkpoints import checkpoint_uri, latest_checkpoint
-from simplear.train.grpo.prompt_source import load_prompts, prompt_dataset
-from simplear.train.grpo.resumable_order import EpochSeededRepeatSampler
 from simplear.train.grpo.reward_curve import SMOOTHED_COLOUR, draw_reward_curve, moving_mean, reward_curve
-from simplear.train.grpo.rollout_function import IMAGES_FIELD, StaleRolloutError
+from simplear.train.grpo.rewards import REWARD_BUILDERS, register_reward
+from simplear.train.grpo.rollout_function import IMAGES_FIELD, StaleRolloutError, load_prompts, prompt_dataset
+from simplear.train.grpo.sampled_policy import EpochSeededRepeatSampler
 from simplear.train.grpo.trainer import REWARD_CURVE_PNG, GRPORun, build_run, train_grpo
-from simplear.train.rewards import REWARD_BUILDERS, register_reward
-from simplear.train.rollout.server_process import RolloutServerProcess
+from simplear.train.rollout.server import RolloutServerProcess
 from simplear.train.train_command import add_arguments, config_from_args
 
 TINY = PRESETS["tiny"]

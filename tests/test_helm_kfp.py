@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import yaml
-from test_helm_render import CHART, objects, one
+from helpers import CHART, objects, one
 
 TOKEN_DIR = "/var/run/secrets/kubeflow/pipelines"
 

@@ -9,9 +9,7 @@ from typing import Any
 
 import helm_python as helm
 import pytest
-from test_helm_render import find, notes, objects, one, parse, render_values
-from test_helm_validation import validation_errors
-from test_platform_support import chart_platform_config
+from helpers import chart_platform_config, find, notes, objects, one, parse, render_values, validation_errors
 
 from simplear.platform.config import PlatformConfig
 from simplear.platform.manifests import inference_service, serving_runtime

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import helm_python as helm
 import pytest
-from test_helm_render import CHART, NAMESPACE, VALUE_SETS
+from helpers import CHART, NAMESPACE, VALUE_SETS
 
 WARNING = 2
 

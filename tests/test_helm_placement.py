@@ -6,7 +6,7 @@ from typing import Any
 
 import helm_python as helm
 import pytest
-from test_helm_render import CHART, VALUE_SETS, objects, parse, pod_specs, render_values
+from helpers import CHART, VALUE_SETS, objects, parse, pod_specs, render_values
 
 # Which pool each workload of the chart runs on.
 WORKLOAD_POOLS = {

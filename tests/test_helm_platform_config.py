@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import CUSTOM_POOLS, NAMESPACE, VALUE_SETS, objects, one
 from pydantic import ValidationError
-from test_helm_render import CUSTOM_POOLS, NAMESPACE, VALUE_SETS, objects, one
 
 from simplear.config import PRESETS
 from simplear.platform.config import NodePool, PlatformConfig

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import NAMESPACE, VALUE_SETS, find, launcher_for, live_isvc, objects, one, parse, render_values
 from kube_api_sim import Call, FakeCluster, PodScript, rule_grants
-from test_helm_render import NAMESPACE, VALUE_SETS, find, objects, one, parse, render_values
-from test_platform_cluster_sim import launcher_for
-from test_platform_kubernetes_launcher import live_isvc
 
 from simplear.cli import main as simplear
 from simplear.platform.cluster_clients import connect

@@ -12,8 +12,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from helpers import CHART
 from minio import Minio
-from test_helm_render import CHART
 
 from simplear.s3_server import EmbeddedS3
 from simplear.store import Store, StoreError

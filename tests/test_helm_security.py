@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from test_helm_render import VALUE_SETS, find, objects, parse, pod_specs, render_values
+from helpers import VALUE_SETS, find, objects, parse, pod_specs, render_values
 
 SECRET_LIKE = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
 PINNED_IMAGE = re.compile(r"^[^:@\s]+(:[^:@\s/]+)?(@sha256:[a-f0-9]{64})?$")

@@ -6,8 +6,7 @@ import base64
 import re
 from pathlib import Path
 
-from test_helm_render import NAMESPACE, find, objects, one, parse, pod_labels, render_values
-from test_platform_support import chart_platform_config
+from helpers import NAMESPACE, chart_platform_config, find, objects, one, parse, pod_labels, render_values
 
 from simplear.platform.manifests import inference_service
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import helm_python as helm
 import pytest
-from test_helm_render import CHART, chart_without_pipelines, render_values
+from helpers import CHART, chart_without_pipelines, render_values
 
 SCHEMA_VIOLATIONS: list[tuple[str, dict[str, Any], list[str]]] = [
     ("latest tag", {"images": {"serve": {"tag": "latest"}}}, ["/images/serve/tag"]),

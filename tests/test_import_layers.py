@@ -1,4 +1,5 @@
-"""The import layering ARCHITECTURE.md names: core capabilities never import the layers built on them."""
+"""The import layering ARCHITECTURE.md names: core capabilities never import the layers built on them; test modules
+share tests/helpers.py and conftest.py, never each other."""
 
 from __future__ import annotations
 
@@ -54,3 +55,10 @@ def test_the_platform_types_are_not_on_the_config_package() -> None:
     }
     assert {"PlatformConfig", "NodePool", "Images"} <= platform_types
     assert platform_types & set(dir(simplear.config)) == set()
+
+
+def test_test_modules_import_no_other_test_module() -> None:
+    """What tests share lives in tests/helpers.py (plain functions) and tests/conftest.py (fixtures)."""
+    cross_imports = [f"{path.relative_to(ROOT)}: {module}" for path in sorted((ROOT / "tests").glob("*.py"))
+                     for module in imported_modules(path) if module.split(".")[0].startswith("test_")]
+    assert cross_imports == []

@@ -1,8 +1,8 @@
 """`simplear-train` on the user's own data, run from its compiled YAML by kfp.local against a real S3 server.
 
 The user's side is built here: captioned images and meta files of three formats in a bucket, the scripted Cosmos
-stand-in of test_vision (64,000 codes, 16 px per code), a tiny Qwen2 text LM with a plain text tokenizer and the
-tiny CLIP of test_rewards with a LAION-format aesthetic head, the models uploaded with `simplear upload`.
+stand-in (64,000 codes, 16 px per code), a tiny Qwen2 text LM with a plain text tokenizer and the tiny CLIP with a
+LAION-format aesthetic head (stand-ins from tests/helpers.py), the models uploaded with `simplear upload`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import write_aesthetic_head, write_fake_cosmos, write_tiny_clip
 from kfp import components, local
 from PIL import Image
-from test_rewards import write_aesthetic_head, write_tiny_clip
-from test_vision import FakeCosmosDecoder, FakeCosmosEncoder
 from transformers import Qwen2ForCausalLM
 
 from simplear.config import COSMOS_CODEBOOK_SIZE, ModelShape
@@ -89,11 +88,7 @@ def user_side(store: Store, bucket: str, local_dir: Path) -> dict[str, str]:
     store.write(join(bucket, "meta", "sft.jsonl"), "".join(json.dumps(r) + "\n" for r in records[::2]).encode())
     store.write(join(bucket, "geneval", "evaluation_metadata.jsonl"),
                 "".join(json.dumps(p) + "\n" for p in GENEVAL).encode())
-    cosmos = local_dir / "cosmos"
-    cosmos.mkdir()
-    torch.jit.save(torch.jit.script(FakeCosmosEncoder()), cosmos / "encoder.jit")
-    torch.jit.save(torch.jit.script(FakeCosmosDecoder()), cosmos / "decoder.jit")
-    upload(cosmos, join(bucket, "models", "cosmos"))
+    upload(write_fake_cosmos(local_dir / "cosmos"), join(bucket, "models", "cosmos"))
     tokenizer = build_text_tokenizer(simplear_specials=False)
     torch.manual_seed(0)
     Qwen2ForCausalLM(qwen2_config(TEXT_LM_SHAPE, len(tokenizer))).save_pretrained(local_dir / "text-lm")

@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import yaml
-from test_helm_render import objects, one
+from helpers import objects, one
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))  # pipelines/ is a folder of the repository, not an installed package

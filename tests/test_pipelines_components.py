@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import chart_platform_config, objects, one
 from kfp import dsl, local
-from test_helm_render import objects, one
-from test_platform_support import chart_platform_config
 
 from simplear.s3_server import EmbeddedS3
 from simplear.store import Store
@@ -23,6 +22,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))  # pipelines/ is a folder of the repository, not an installed package
 
 from pipelines.components.data import shapes_data  # noqa: E402
+from pipelines.components.deployment import deploy  # noqa: E402
 from pipelines.components.evaluation import evaluate  # noqa: E402
 from pipelines.components.existing import existing_model  # noqa: E402
 from pipelines.components.plan import plan_run  # noqa: E402
@@ -154,3 +154,33 @@ def test_the_evaluation_component_runs_upstreams_protocol(
     folders = sorted((root / "eval" / "sft").glob("[0-9]*"))
     assert len(folders) == journal["prompts"] and all(len(list((f / "samples").iterdir())) == 4 for f in folders)
     assert re.search(r"evaluate-sft-[0-9a-f]{8}\s+evaluate\s+Succeeded", jobs_list(runs))
+
+
+def test_the_deploy_component_serves_through_the_local_launcher(
+    kfp_local: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """deploy with the local backend: LocalLauncher.deploy serves the model under the backend's default name on
+    127.0.0.1, one v1 predict answers with an image of the checkpoint's resolution, and the server is gone after."""
+    import urllib.error
+    import urllib.request
+
+    outside = tmp_path_factory.mktemp("outside-workspace")
+    runs, root = outside / "runs", outside / "store" / "run"
+    SimpleARModel.random_init(get_preset("tiny")).save(outside / "model")
+
+    def serve_model(model_uri, runs_dir, root):  # noqa: ANN001 - kfp reads the real types set below
+        model = existing_model(backend="local", uri=model_uri).outputs["model"]
+        data = shapes_data(backend="local", runs_dir=runs_dir, root=root, data_root=root, run_id="5",
+                           name="held-out", images=4, seed=3, eval_per_tag=1, timeout_minutes=5).outputs["data"]
+        deploy(backend="local", runs_dir=runs_dir, root=root, run_id="5", model_name="", inference_service="",
+               seed=7, cfg_scale=3.0, negative_prompt="", timeout_minutes=10, model=model, prompts=data)
+
+    serve_model.__annotations__ = {"model_uri": str, "runs_dir": str, "root": str}
+    dsl.pipeline(serve_model)(model_uri=str(outside / "model"), runs_dir=str(runs), root=str(root))
+    served = json.loads((root / "journal" / "serve.json").read_text())["served"]
+    size = get_preset("tiny").vision.resolution
+    assert served["backend"] == "local" and served["model"] == str(outside / "model")
+    assert served["url"].startswith("http://127.0.0.1:") and (served["width"], served["height"]) == (size, size)
+    assert served["seed"] == 7 and isinstance(served["correct"], bool)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{served['url']}/v2/models/simplear/ready", timeout=5)

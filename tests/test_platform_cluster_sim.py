@@ -6,16 +6,13 @@ receives SIGTERM."""
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import chart_platform_config, launcher_for, run_step_until_sigterm
 from kube_api_sim import FakeCluster, PodScript
-from test_platform_support import chart_platform_config
 
 from simplear.platform.cluster_clients import connect
 from simplear.platform.jobs_cluster import describe_cluster
@@ -24,15 +21,7 @@ from simplear.platform.launcher import Phase, StageFailed
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 from simplear.platform.stage_step import run_stage_step
 
-ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.1
-
-
-def launcher_for(server: object, tmp_path: Path, notes: list[str] | None = None) -> KubernetesLauncher:
-    """A KubernetesLauncher on the simulated cluster, polling fast."""
-    clients = connect(kubeconfig=str(server.kubeconfig(tmp_path / "kubeconfig")))
-    return KubernetesLauncher(chart_platform_config("default"), clients, poll_s=POLL_S,
-                              note=notes.append if notes is not None else None)
 
 
 def test_follow_waits_for_the_container_then_streams_every_line(tmp_path: Path) -> None:
@@ -154,10 +143,12 @@ def test_deploy_creates_an_inferenceservice_of_the_runtime_and_waits_for_its_pod
     cluster = FakeCluster()
     with cluster.serve() as server:
         launcher = launcher_for(server, tmp_path)
-        ready = launcher.deploy("shapes", "s3://simplear-checkpoints/runs/x/final", timeout=30,
-                                labels={"pipeline/runid": "run-7", "simplear.io/stage": "serve"})
-        assert serving(predictor_pods(cluster, "shapes")) == {"s3://simplear-checkpoints/runs/x/final"}
-    assert ready["status"]["observedGeneration"] == 1
+        with launcher.deploy("shapes", "s3://simplear-checkpoints/runs/x/final", timeout=30,
+                             labels={"pipeline/runid": "run-7", "simplear.io/stage": "serve"}) as deployment:
+            assert serving(predictor_pods(cluster, "shapes")) == {"s3://simplear-checkpoints/runs/x/final"}
+        assert predictor_pods(cluster, "shapes"), "the InferenceService outlives the deployment's `with`"
+    assert (deployment.name, deployment.url, deployment.reported_url) == (
+        "shapes", "http://shapes-predictor.ml.svc", "http://shapes-ml.example.com")
     live = cluster.objects[("serving.kserve.io", "inferenceservices", "shapes")]
     assert live["metadata"]["labels"]["pipeline/runid"] == "run-7"
     assert live["spec"]["predictor"]["model"] == {"modelFormat": {"name": "simplear"}, "runtime": "simplear-runtime",
@@ -209,35 +200,49 @@ def test_deploy_that_never_serves_the_new_model_fails_with_what_it_saw(tmp_path:
             launcher.deploy("simplear", "s3://c/broken/final", timeout=2)
 
 
-STEP = """
-import sys
-sys.path.insert(0, {root!r})
-from pipelines.components.stage_support import run_stage
-run_stage("kubernetes", "", "grpo", "grpo", ["--max-steps", 5], 0, 60, "run-42",
-          {{"model": "s3://simplear-checkpoints/sft/final", "engine": "vllm", "placement": "pool"}})
-"""
-
-
-def run_step_until_sigterm(python: Path, cluster: FakeCluster, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run a GRPO pipeline step (stage_support.run_stage, backend kubernetes) with `python` against the simulated
-    cluster; SIGTERM it once its master container runs, as the kubelet does when KFP cancels the run."""
+def test_deploy_polls_until_the_inferenceservice_is_ready(tmp_path: Path) -> None:
+    """KServe takes a few polls to report the new generation Ready (RevisionMissing until then) and its pod to load
+    the model: deploy keeps asking, says why it waits, and returns the platform's InferenceService when the name is
+    empty."""
+    cluster = FakeCluster()
+    cluster.rollouts.observed_s = 0.6
+    notes: list[str] = []
     with cluster.serve() as server:
-        config = tmp_path / "platform.json"
-        config.write_text(chart_platform_config("default").model_dump_json(by_alias=True))
-        env = {**os.environ, "KUBECONFIG": str(server.kubeconfig(tmp_path / "kubeconfig")),
-               "SIMPLEAR_PLATFORM_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
-        env.pop("KUBERNETES_SERVICE_HOST", None)
-        step = subprocess.Popen([str(python), "-c", STEP.format(root=str(ROOT))], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 120
-        while not any(name.startswith("grpo-") for name in cluster.created) or time.monotonic() < min(
-                cluster.created.values(), default=deadline) + PodScript().started_after() + 0.3:
-            assert step.poll() is None, step.communicate()[0]
-            assert time.monotonic() < deadline, "the step never created its job"
-            time.sleep(0.1)
-        step.send_signal(signal.SIGTERM)
-        output, _ = step.communicate(timeout=60)
-    return subprocess.CompletedProcess(step.args, step.returncode, output)
+        launcher = launcher_for(server, tmp_path, notes)
+        started = time.monotonic()
+        deployment = launcher.deploy("", "s3://c/run/final", timeout=30)
+        took = time.monotonic() - started
+    platform_name = chart_platform_config("default").inference_service
+    assert deployment.name == platform_name and deployment.storage_uri == "s3://c/run/final"
+    gets = [c for c in cluster.calls if c.resource == "inferenceservices" and c.verb == "get"]
+    assert len(gets) >= 4 and took >= cluster.rollouts.pod_ready_s
+    assert any("RevisionMissing" in note for note in notes)
+
+
+@pytest.mark.parametrize("update", [None, "RollingUpdate", "Recreate"])
+def test_deploy_of_a_model_that_fails_to_load_stops_with_kserves_reason(tmp_path: Path, update: str | None) -> None:
+    """The storage initializer fails on the new checkpoint and KServe reports the model BlockedByFailedLoad: deploy
+    stops at once (not at its timeout) with the reason, exit code and message, also when a rolling update keeps the
+    old pod serving and the InferenceService Ready."""
+    from simplear.platform.kubernetes_launcher import ServeNotReady
+
+    cluster = FakeCluster()
+    cluster.rollouts.failing["s3://c/broken/final"] = "NoSuchKey: runs/broken/final/model.safetensors"
+    platform = chart_platform_config("default")
+    platform = platform.model_copy(update={"serving": platform.serving.model_copy(
+        update={"deployment_strategy": update or "Recreate"})})
+    with cluster.serve() as server:
+        clients = connect(kubeconfig=str(server.kubeconfig(tmp_path / "kubeconfig")))
+        launcher = KubernetesLauncher(platform, clients, poll_s=POLL_S)
+        if update:
+            launcher.deploy("simplear", "s3://c/old/final", timeout=30)
+        started = time.monotonic()
+        with pytest.raises(ServeNotReady, match=r"InferenceService simplear cannot serve s3://c/broken/final: "
+                                                r"ModelLoadFailed \(exit code 1\): NoSuchKey: runs/broken"):
+            launcher.deploy("simplear", "s3://c/broken/final", timeout=30)
+        assert time.monotonic() - started < 5
+        still = {"RollingUpdate": {"s3://c/old/final"}}.get(update, set())
+        assert serving(predictor_pods(cluster, "simplear")) == still
 
 
 def test_sigterm_to_the_step_deletes_the_job_and_its_rollout_objects(tmp_path: Path) -> None:

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_platform_kubernetes_launcher import answered_job, condition, live_isvc, pod, pod_list, terminated
-from test_platform_support import JsonResponse
+from helpers import JsonResponse, answered_job, condition, live_isvc, pod, pod_list, terminated
 
 from simplear.platform import jobs_command
 from simplear.platform.jobs_cluster import (
@@ -97,7 +96,8 @@ def test_logs_prints_a_replicas_log(runs_dir: Path, capsys: pytest.CaptureFixtur
     status, out, _ = jobs(capsys, "logs", "tok-bad", "--replica", "supervisor", "--runs-dir", str(runs_dir))
     assert status == 0
     status, _, err = jobs(capsys, "logs", "tok-bad", "--replica", "rank7", "--runs-dir", str(runs_dir))
-    assert status == 1 and err.strip() == "simplear jobs logs: run tok-bad has no rank7 log; logs: rank0, supervisor"
+    assert status == 1 and err.strip() == (
+        "simplear jobs logs: run tok-bad has no rank7 log; logs: rank0, supervisor, torchrun")
 
 
 @pytest.mark.slow

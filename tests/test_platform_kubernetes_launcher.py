@@ -7,31 +7,17 @@ from typing import Any
 
 import pytest
 import yaml
-from test_platform_support import chart_platform_config, kubernetes_object, pytorchjob_object
+from helpers import answered_job, chart_platform_config, condition, live_isvc, pod, pod_list, terminated
 
 from simplear.platform.cluster_clients import ClusterUnavailable, connect
 from simplear.platform.cluster_objects import as_pytorchjob, to_dict
-from simplear.platform.cluster_status import failing_pod, isvc_state, isvc_storage_uri, job_status
+from simplear.platform.cluster_status import failing_pod, isvc_failure, isvc_state, isvc_storage_uri, job_status
 from simplear.platform.kubernetes_launcher import KubernetesLauncher
 from simplear.platform.launcher import Launcher, Phase, RunHandle, RunStatus, StageFailed
 from simplear.platform.local_launcher import LocalLauncher
-from simplear.platform.manifests import inference_service, pytorch_job
+from simplear.platform.manifests import pytorch_job
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 from simplear.platform.stages import STAGES
-
-
-def answered_job(conditions: list[dict[str, Any]], **status: Any) -> Any:
-    """A PyTorchJob as the API server returns it, with these conditions, parsed by the training client."""
-    body = pytorch_job(chart_platform_config("default"), "pretrain", StageSpec(name="pretrain-1", nodes=2))
-    body["metadata"].update(uid="8c1e", creationTimestamp="2026-03-01T10:00:00Z", namespace="ml")
-    body["status"] = {"conditions": conditions, "startTime": "2026-03-01T10:00:05Z", **status}
-    return pytorchjob_object(body)
-
-
-def condition(kind: str, status: str = "True", message: str = "", at: str = "2026-03-01T10:01:00Z") -> dict:
-    """One job condition as the training operator writes it."""
-    return {"type": kind, "status": status, "reason": f"PyTorchJob{kind}", "message": message,
-            "lastTransitionTime": at, "lastUpdateTime": at}
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
@@ -64,31 +50,6 @@ def test_job_status_reads_the_operators_conditions(conditions: list[dict], phase
     status = job_status(answered_job(conditions))
     assert (status.phase, status.message) == (phase, message)
     assert status.started is not None and status.started.isoformat() == "2026-03-01T10:00:05+00:00"
-
-
-def pod(name: str, role: str, state: dict[str, Any], last_state: dict[str, Any] | None = None,
-        phase: str = "Running") -> dict[str, Any]:
-    """A training pod as the API server lists it."""
-    return {
-        "metadata": {"name": name, "namespace": "ml", "creationTimestamp": "2026-03-01T10:00:00Z",
-                     "labels": {"training.kubeflow.org/job-name": "pretrain-1",
-                                "training.kubeflow.org/replica-type": role}},
-        "spec": {"containers": [{"name": "pytorch", "image": "train:0.1.0"}]},
-        "status": {"phase": phase, "containerStatuses": [{
-            "name": "pytorch", "image": "train:0.1.0", "imageID": "", "ready": False, "restartCount": 1,
-            "state": state, "lastState": last_state or {}}]},
-    }
-
-
-def terminated(code: int, at: str, reason: str = "Error") -> dict[str, Any]:
-    """A container state: exited with code at a time."""
-    return {"terminated": {"exitCode": code, "reason": reason, "finishedAt": at, "startedAt": "2026-03-01T10:00:10Z"}}
-
-
-def pod_list(*pods: dict[str, Any]) -> list[Any]:
-    """The pods parsed as CoreV1Api.list_namespaced_pod parses them."""
-    return kubernetes_object({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": list(pods)},
-                             "V1PodList").items
 
 
 def test_failing_pod_is_the_first_to_fail() -> None:
@@ -132,17 +93,6 @@ def test_stage_failed_carries_stage_status_replica_and_tail() -> None:
     assert error.status.exit_code == 137 and error.tail[-1].startswith("torch.OutOfMemoryError")
 
 
-def live_isvc() -> dict[str, Any]:
-    """The InferenceService a deploy of the chart's default platform creates, as the API server returns it: with
-    resourceVersion, generation and status."""
-    isvc = inference_service(chart_platform_config("default"), "simplear",
-                             "s3://simplear-checkpoints/models/simplear/v3", namespace="ml-platform")
-    isvc["metadata"].update(resourceVersion="991", generation=4)
-    isvc["status"] = {"url": "http://simplear.ml-platform.example.com", "observedGeneration": 4, "conditions": [
-        {"type": "PredictorReady", "status": "True"}, {"type": "Ready", "status": "True"}]}
-    return isvc
-
-
 def test_isvc_state_and_storage_from_the_kserve_answer() -> None:
     """Ready from the Ready condition (with the reason when not), storage from the model's storageUri."""
     isvc = live_isvc()
@@ -155,6 +105,23 @@ def test_isvc_state_and_storage_from_the_kserve_answer() -> None:
     isvc["status"]["conditions"][1] = {"type": "Ready", "status": "True"}
     assert isvc_state(isvc, generation=5) == (False, "generation 5 not observed yet (observed 4)")
     assert isvc_state(isvc, generation=4) == (True, "")
+
+
+def test_isvc_failure_is_kserves_failed_load_at_the_observed_generation() -> None:
+    """BlockedByFailedLoad with its lastFailureInfo is a failure, once KServe observed the generation asked for (an
+    older failure is what the new spec may fix); InProgress is none."""
+    isvc = live_isvc()
+    assert isvc_failure(isvc) is None
+    isvc["status"]["modelStatus"] = {"transitionStatus": "BlockedByFailedLoad", "lastFailureInfo": {
+        "reason": "ModelLoadFailed", "location": "simplear-predictor-00004-7d9f8", "exitCode": 1,
+        "message": "config.json not found"}}
+    said = "ModelLoadFailed in simplear-predictor-00004-7d9f8 (exit code 1): config.json not found"
+    assert isvc_failure(isvc) == isvc_failure(isvc, generation=4) == said
+    assert isvc_failure(isvc, generation=5) is None
+    isvc["status"]["modelStatus"] = {"transitionStatus": "InvalidSpec"}
+    assert isvc_failure(isvc) == "InvalidSpec"
+    isvc["status"]["modelStatus"] = {"transitionStatus": "InProgress"}
+    assert isvc_failure(isvc) is None
 
 
 def test_connect_without_a_kubeconfig_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

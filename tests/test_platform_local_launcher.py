@@ -14,15 +14,11 @@ from simplear.platform.launcher import Phase, RunHandle, StageFailed
 from simplear.platform.local_launcher import LocalLauncher
 from simplear.platform.local_process import local_status, process_alive
 from simplear.platform.local_runs import RunDir, list_runs
-from simplear.platform.local_supervisor import rank_env
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 from simplear.s3_server import EmbeddedS3
 from simplear.store import Store
 
 pytestmark = pytest.mark.slow
-TORCHRUN_VARIABLES = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
-                      "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT",
-                      "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS"}
 
 
 @pytest.fixture
@@ -49,14 +45,22 @@ def wait_until_running(launcher: LocalLauncher, handle: RunHandle) -> None:
         time.sleep(0.05)
 
 
-def test_rank_env_is_what_torchrun_sets() -> None:
-    """Each rank gets torchrun's variables; OMP_NUM_THREADS is capped at 1 with several ranks unless set."""
-    env = rank_env({"PATH": "/bin"}, rank=1, world=4, master_port=29511, run="pretrain-1")
-    assert set(env) >= TORCHRUN_VARIABLES
-    assert (env["RANK"], env["LOCAL_RANK"], env["WORLD_SIZE"], env["LOCAL_WORLD_SIZE"]) == ("1", "1", "4", "4")
-    assert (env["MASTER_ADDR"], env["MASTER_PORT"], env["OMP_NUM_THREADS"]) == ("127.0.0.1", "29511", "1")
-    assert rank_env({"OMP_NUM_THREADS": "8"}, 0, 2, 1, "r")["OMP_NUM_THREADS"] == "8"
-    assert "OMP_NUM_THREADS" not in rank_env({}, 0, 1, 1, "r")
+def test_ranks_start_under_torchrun_with_their_pytorchjobs_arguments(launcher: LocalLauncher) -> None:
+    """A distributed stage's command is torchrun over its ranks on 127.0.0.1, running the `simplear` arguments of its
+    PyTorchJob's container; a stage of one process runs as in its pod, without torchrun."""
+    from test_platform_support import chart_platform_config
+
+    from simplear.platform.manifests.pytorchjob import rank_command
+
+    spec = StageSpec(name="pretrain-1", procs_per_node=2, args=("--preset", "tiny", "--max-steps", "3"))
+    command = launcher._record("pretrain", spec).command
+    assert command[1:3] == ["-m", "torch.distributed.run"]
+    assert {"--nnodes=1", "--nproc-per-node=2", "--master-addr=127.0.0.1", "--tee=3"} <= set(command)
+    cluster = rank_command(chart_platform_config("default"), "pretrain", spec)
+    assert cluster[0] == "torchrun" and command[command.index("simplear.cli") + 1:] == cluster[
+        cluster.index("simplear") + 1:]
+    shapes = launcher._record("shapes", StageSpec(name="s", args=("--n", "2"))).command
+    assert "torch.distributed.run" not in shapes and shapes[-3:] == ["shapes", "--n", "2"]
 
 
 def test_shapes_run_writes_to_the_store_and_copies_its_logs(tmp_path: Path, s3_server: EmbeddedS3,
@@ -123,6 +127,29 @@ def test_cancel_stops_the_whole_process_group(launcher: LocalLauncher, tmp_path:
     assert launcher.status(handle).phase == Phase.CANCELLED
 
 
+def test_cancel_stops_torchrun_and_every_rank(launcher: LocalLauncher, tmp_path: Path) -> None:
+    """torchrun starts each rank in a session of its own; cancelling a two-rank tokenize still stops torchrun and both
+    ranks, and records the run Cancelled."""
+    data = tmp_path / "shapes"
+    launcher.wait(launcher.run("shapes", StageSpec(name="data", args=("--out", str(data), "--n", "2"))), 120)
+    first = (data / "meta.jsonl").read_text().splitlines()[0]
+    (data / "many.jsonl").write_text((first + "\n") * 100_000)
+    handle = launcher.run("tokenize", StageSpec(name="long-tok", procs_per_node=2, args=(
+        "--meta", str(data / "many.jsonl"), "--output", str(tmp_path / "tokens"), "--no-progress")))
+    run = RunDir(launcher.runs_dir / "long-tok")
+    deadline = time.monotonic() + 120
+    while len(run.rank_groups()) < 2:
+        assert time.monotonic() < deadline and not launcher.status(handle).phase.finished, "ranks did not start"
+        time.sleep(0.1)
+    ranks = run.rank_groups()
+    launcher.cancel(handle)
+    assert launcher.status(handle).phase == Phase.CANCELLED
+    deadline = time.monotonic() + 10
+    while any(process_alive(rank) for rank in ranks):
+        assert time.monotonic() < deadline, f"ranks {ranks} outlived the cancel"
+        time.sleep(0.1)
+
+
 def test_wait_times_out_on_a_run_still_going(launcher: LocalLauncher, tmp_path: Path) -> None:
     """wait() gives up with TimeoutError naming the run; the run keeps going until cancelled."""
     handle = launcher.run("shapes", long_shapes("slow", tmp_path / "out"))
@@ -180,3 +207,37 @@ def test_bad_requests_are_refused_before_anything_starts(launcher: LocalLauncher
         launcher.run("shapes", StageSpec(name="twice", args=("--out", str(tmp_path / "b"), "--n", "1")))
     with pytest.raises(ValueError, match="is a kubernetes run, not a local one"):
         launcher.status(RunHandle("shapes", "twice", "kubernetes", "ml"))
+
+
+def test_deploy_serves_the_checkpoint_on_127_0_0_1_until_the_with_block_ends(launcher: LocalLauncher,
+                                                                             tmp_path: Path) -> None:
+    """LocalLauncher.deploy starts `simplear serve` on the checkpoint, returns once KServe reports the model ready
+    under the given name, answers a v1 predict there, and stops the server when the deployment's `with` ends."""
+    import base64
+    import io
+    import urllib.error
+    import urllib.request
+
+    from PIL import Image
+
+    from simplear.config import get_preset
+    from simplear.model.simplear_lm import SimpleARModel
+
+    SimpleARModel.random_init(get_preset("tiny"), seed=1).save(tmp_path / "model")
+    with launcher.deploy("shapes", str(tmp_path / "model"), timeout=300) as deployment:
+        assert deployment.url.startswith("http://127.0.0.1:") and deployment.name == "shapes"
+        body = json.dumps({"instances": [{"prompt": "a red square", "seed": 3}]}).encode()
+        request = urllib.request.Request(f"{deployment.url}/v1/models/shapes:predict", data=body,
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            (prediction,) = json.loads(answer.read())["predictions"]
+        image = Image.open(io.BytesIO(base64.b64decode(prediction["image_b64"])))
+        assert image.size == (prediction["resolution"], prediction["resolution"])
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{deployment.url}/v2/models/shapes/ready", timeout=5)
+
+
+def test_deploy_of_a_missing_checkpoint_fails_with_the_servers_words(launcher: LocalLauncher, tmp_path: Path) -> None:
+    """A checkpoint that is not there: the server exits and deploy raises with its log's tail."""
+    with pytest.raises(RuntimeError, match=r"simplear serve exited with \d+:(.|\n)*" + str(tmp_path / "absent")):
+        launcher.deploy("", str(tmp_path / "absent"), timeout=120)

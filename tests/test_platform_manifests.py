@@ -7,47 +7,31 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import (
+    CONFIGS,
+    GRPO,
+    KUBERNETES_VERSIONS,
+    chart_platform_config,
+    containers,
+    pod_specs_of,
+    stage_objects,
+    validation_errors,
+)
 from pydantic import ValidationError
-from test_helm_validation import KUBERNETES_VERSIONS, validation_errors
-from test_platform_support import chart_platform_config, containers, pod_specs_of
 
 from simplear.platform.config import PlatformConfig
 from simplear.platform.default_platform import default_platform_config
 from simplear.platform.manifests import (
-    inference_service,
     pytorch_job,
-    rollout_deployment,
     rollout_service,
-    serve_service_account,
-    serving_runtime,
 )
-from simplear.platform.stage_spec import RolloutSpec, StageSpec
-from simplear.platform.stages import STAGES
+from simplear.platform.stage_spec import StageSpec
 
 VALUES = yaml.safe_load((Path(__file__).resolve().parents[1] / "helm/simplear/values.yaml").read_text())
-CONFIGS = ("default", "custom-pools")
-GRPO = StageSpec(name="grpo-1", args=("--prompts", "s3://d/p.jsonl", "--output", "s3://c/grpo", "--init-from",
-                                      "s3://c/sft/final", "--max-steps", "5"),
-                 rollout=RolloutSpec(model="s3://c/sft/final"))
-GRPO_POOL = GRPO.model_copy(update={"name": "grpo-2", "rollout": RolloutSpec(model="s3://c/sft/final",
-                                                                              placement="pool")})
-
 
 def config(name: str) -> PlatformConfig:
     """The platform config the chart renders for a value set."""
     return chart_platform_config(name)
-
-
-def stage_objects(platform: PlatformConfig) -> list[dict[str, Any]]:
-    """One PyTorchJob per stage (two nodes where a stage runs ranks; GRPO with its rollout server as a sidecar and
-    on the rollout pool), the rollout objects and the serving objects."""
-    jobs = [pytorch_job(platform, stage, StageSpec(name=f"{stage}-1", args=("--x", "1"),
-                                                  nodes=2 if kind.distributed else 1))
-            for stage, kind in STAGES.items() if stage != "grpo"]
-    return [*jobs, pytorch_job(platform, "grpo", GRPO.model_copy(update={"nodes": 2})),
-            pytorch_job(platform, "grpo", GRPO_POOL), rollout_deployment(platform, GRPO_POOL, owner_uid="0a1b-uid"),
-            rollout_service(GRPO_POOL, owner_uid="0a1b-uid"), serve_service_account(platform, "simplear-serve"),
-            serving_runtime(platform), inference_service(platform, "simplear", "s3://c/m")]
 
 
 @pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)

@@ -9,9 +9,19 @@ from typing import Any
 
 import pytest
 import yaml
-from test_helm_render import CHART, VALUE_SETS, kserve_pod, objects, pod_specs
-from test_platform_manifests import CONFIGS, GRPO, config, stage_objects
-from test_platform_support import pod_specs_of, restricted_violations
+from helpers import (
+    CHART,
+    CONFIGS,
+    GRPO,
+    VALUE_SETS,
+    chart_platform_config,
+    kserve_pod,
+    objects,
+    pod_specs,
+    pod_specs_of,
+    restricted_violations,
+    stage_objects,
+)
 
 from simplear.platform.manifests import pytorch_job
 
@@ -52,7 +62,7 @@ def with_operator_init(job: dict[str, Any], template: str) -> dict[str, Any]:
 def test_every_stage_pod_passes_restricted(value_set: str) -> None:
     """Every PyTorchJob replica (two nodes; GRPO with a sidecar and on the pool), the rollout Deployment and the served
     model's pod (runtime and InferenceService merged as KServe does)."""
-    docs = stage_objects(config(value_set))
+    docs = stage_objects(chart_platform_config(value_set))
     pods = [(where, spec) for doc in docs for where, _, spec in pod_specs_of(doc)]
     (runtime,) = [doc for doc in docs if doc["kind"] == "ServingRuntime"]
     (isvc,) = [doc for doc in docs if doc["kind"] == "InferenceService"]
@@ -63,7 +73,7 @@ def test_every_stage_pod_passes_restricted(value_set: str) -> None:
 
 def test_the_grpo_master_with_its_rollout_sidecar_passes_restricted() -> None:
     """The sidecar is a restricted container like the trainer: no escalation, no capabilities, non-root."""
-    job = pytorch_job(config("default"), "grpo", GRPO)
+    job = pytorch_job(chart_platform_config("default"), "grpo", GRPO)
     master = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
     (sidecar,) = master["initContainers"]
     assert sidecar["restartPolicy"] == "Always"
@@ -81,7 +91,7 @@ def test_every_chart_pod_passes_restricted(value_set: str) -> None:
 def test_the_operators_default_init_pytorch_fails_restricted_and_the_charts_template_passes() -> None:
     """A Worker pod with the operator's built-in init-pytorch fails on the container-level fields a pod cannot set
     for it; with helm/simplear/files/training-operator/init-pytorch-restricted.yaml it passes."""
-    job = pytorch_job(config("default"), "pretrain", GRPO.model_copy(update={"rollout": None, "nodes": 2,
+    job = pytorch_job(chart_platform_config("default"), "pretrain", GRPO.model_copy(update={"rollout": None, "nodes": 2,
                                                                             "args": ()}))
     assert "Worker" in job["spec"]["pytorchReplicaSpecs"]
     assert sorted(restricted_violations(with_operator_init(job, OPERATOR_DEFAULT))) == [

@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_helm_render import NAMESPACE, RELEASE
-from test_helm_validation import KUBERNETES_VERSIONS, validation_errors
-from test_platform_support import chart_platform_config, pod_specs_of
+from helpers import KUBERNETES_VERSIONS, NAMESPACE, RELEASE, chart_platform_config, pod_specs_of, validation_errors
 
 from simplear.platform import manifests_command
 from simplear.platform.default_platform import default_platform_config

@@ -9,8 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from test_helm_validation import CRD_DIR, KUBERNETES_VERSIONS, validation_errors
-from test_platform_support import chart_platform_config
+from helpers import CRD_DIR, KUBERNETES_VERSIONS, chart_platform_config, validation_errors
 
 from simplear.platform.config import NodePool
 from simplear.platform.manifests import pytorch_job, rollout_deployment, rollout_service

@@ -5,9 +5,8 @@ priority class, from the chart's values through the platform ConfigMap into obje
 from __future__ import annotations
 
 import pytest
+from helpers import chart_platform_config, pod_specs_of, validation_errors
 from pydantic import ValidationError
-from test_helm_validation import validation_errors
-from test_platform_support import chart_platform_config, pod_specs_of
 
 from simplear.platform.config import PlatformConfig, Scheduling
 from simplear.platform.manifests import pytorch_job, rollout_deployment

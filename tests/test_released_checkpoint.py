@@ -7,7 +7,7 @@ simpar/model/language_model/simpar_qwen2.py; the vocabulary grown as simpar/trai
 151,665 + 7 + 64,000 = 215,672, no codebook key); the Qwen2 weight names of simpar/model/language_model/
 modeling_qwen2.py in safetensors (bf16, the head tied to the embedding as in Qwen2.5-0.5B); tokenizer files holding
 the special tokens; and a generation_config.json as Qwen2.5-Instruct carries one (repetition penalty 1.1).
-Dimensions are tiny; the visual tokenizer is the scripted Cosmos stand-in of test_vision (64,000 codes).
+Dimensions are tiny; the visual tokenizer is the scripted Cosmos stand-in of tests/helpers.py (64,000 codes).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ import numpy as np
 import pytest
 import requests
 import torch
+from helpers import transformers_penalized_guided, write_fake_cosmos
 from PIL import Image
 from prometheus_client import CollectorRegistry
 from safetensors.torch import save_file
-from test_sampler import transformers_penalized_guided
-from test_vision import FakeCosmosDecoder, FakeCosmosEncoder
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from simplear.cli import main
@@ -42,7 +41,7 @@ from simplear.config import (
     ServeConfig,
     ServeLimits,
 )
-from simplear.data.token_shards import TokenRecord, write_token_dataset
+from simplear.data.tokenize.shards import TokenRecord, write_token_dataset
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.model.text_tokenizer import build_text_tokenizer
 from simplear.model.vocab import SPECIAL_TOKENS
@@ -51,12 +50,11 @@ from simplear.sampling.sampler import Sampler
 from simplear.serve.metrics import ServeMetrics
 from simplear.serve.model import SimpleARPredictor
 from simplear.store import Store
+from simplear.train.grpo.rewards import REWARD_BUILDERS, register_reward
 from simplear.train.grpo.trainer import train_grpo
-from simplear.train.rewards import REWARD_BUILDERS, register_reward
-from simplear.train.rollout.server_process import RolloutServerProcess
+from simplear.train.rollout.server import RolloutServerProcess
 
 pytestmark = pytest.mark.slow
-VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
 LAYERS = 2
 CONFIG = {
     "architectures": ["SimpARForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645,
@@ -103,10 +101,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cosmos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The scripted Cosmos stand-in: encoder.jit / decoder.jit over 64,000 codes."""
-    path = tmp_path_factory.mktemp("cosmos")
-    torch.jit.save(torch.jit.script(FakeCosmosEncoder()), path / "encoder.jit")
-    torch.jit.save(torch.jit.script(FakeCosmosDecoder()), path / "decoder.jit")
-    return path
+    return write_fake_cosmos(tmp_path_factory.mktemp("cosmos"))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -172,12 +167,10 @@ def test_serve_refuses_the_preset_codebook_then_serves(released: Path, cosmos: P
     assert served[True]["predictions"][0]["codes"] == expected[0].tolist()
 
 
-def test_vllm_engine_runs_it_as_qwen2_with_its_repetition_penalty(released: Path) -> None:
+def test_vllm_engine_runs_it_as_qwen2_with_its_repetition_penalty(released: Path, vllm_python: Path) -> None:
     """vLLM loads `SimpARForCausalLM` as Qwen2ForCausalLM; its guided codes follow transformers with the penalty."""
-    if not VLLM_PYTHON.is_file():
-        pytest.fail(f"{VLLM_PYTHON} is missing: run scripts/vllm_venv.sh to create the vLLM virtualenv")
     args = ["--engine", "vllm", "--device", "cpu", "--model", str(released)]
-    with RolloutServerProcess(args, python=VLLM_PYTHON, startup_timeout_s=300) as server:
+    with RolloutServerProcess(args, python=vllm_python, startup_timeout_s=300) as server:
         health = requests.get(f"{server.url}/health", timeout=60).json()
         body = {"prompts": [PROMPT], "n": 2, "num_codes": 16, "cfg_scale": 3.0, "seed": 4, "repetition_penalty": None}
         answer = requests.post(f"{server.url}/generate", json=body, timeout=300)

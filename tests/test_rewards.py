@@ -2,84 +2,28 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import CLIP_MEAN, CLIP_STD, LAION_LAYERS, aesthetic_state, write_aesthetic_head, write_tiny_clip
 from PIL import Image
-from safetensors.torch import save_file
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import CLIPConfig, CLIPModel, PreTrainedTokenizerFast
+from transformers import CLIPModel, PreTrainedTokenizerFast
 
 from simplear.config import GRPOTrainConfig, RewardSpec
 from simplear.data.shapes import make_dataset, score_image
-from simplear.data.shapes_prompts import prompt_metadata
+from simplear.data.shapes.prompts import prompt_metadata
 from simplear.store import Store, join
-from simplear.train.grpo.trainer_args import grpo_arguments
-from simplear.train.rewards import REWARD_BUILDERS, build_rewards, register_reward
-from simplear.train.rewards.aesthetic import aesthetic_head_from_state
-from simplear.train.rewards.clip_loading import load_clip
-from simplear.train.rewards.clip_preprocess import ClipPreprocess
-
-CLIP_WORDS = (
-    "a", "photo", "of", "red", "blue", "green", "circle", "square", "cross", "triangle", "two", "three", "and",
+from simplear.train.grpo.rewards import (
+    REWARD_BUILDERS,
+    ClipPreprocess,
+    aesthetic_head_from_state,
+    build_rewards,
+    load_clip,
+    register_reward,
 )
-CLIP_MEAN, CLIP_STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-PROJECTION = 16
-LAION_LAYERS = (0, 2, 4, 6, 7)
-"""Indices of the Linear layers in LAION's aesthetic MLP (dropouts sit at 1, 3 and 5)."""
-
-
-def write_tiny_clip(path: Path) -> Path:
-    """A random CLIPModel (32 px, 16-d projection), a word-level tokenizer and a preprocessor config, saved to path."""
-    specials = ["[UNK]", "<|startoftext|>", "<|endoftext|>"]
-    vocab = {word: i for i, word in enumerate([*CLIP_WORDS, *specials])}
-    bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(
-        single="<|startoftext|> $A <|endoftext|>", special_tokens=[("<|startoftext|>", bos), ("<|endoftext|>", eos)]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>", unk_token="[UNK]",
-    )
-    config = CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "max_position_embeddings": 16, "bos_token_id": bos,
-                     "eos_token_id": eos, "pad_token_id": eos},
-        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 48,
-                       "num_hidden_layers": 2, "num_attention_heads": 4},
-        projection_dim=PROJECTION,
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    (path / "preprocessor_config.json").write_text(json.dumps({
-        "size": {"shortest_edge": 36}, "crop_size": {"height": 32, "width": 32},
-        "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD),
-    }))
-    return path
-
-
-def aesthetic_state(width: int = PROJECTION, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A LAION-format MLP state dict: Linear layers at indices 0, 2, 4, 6, 7, narrowing `width` down to one score."""
-    generator = torch.Generator().manual_seed(seed)
-    sizes = (width, 12, 8, 6, 4, 1)
-    state = {}
-    for index, (n_in, n_out) in zip(LAION_LAYERS, itertools.pairwise(sizes), strict=True):
-        state[f"layers.{index}.weight"] = torch.randn(n_out, n_in, generator=generator) / n_in**0.5
-        state[f"layers.{index}.bias"] = torch.randn(n_out, generator=generator)
-    return state
-
-
-def write_aesthetic_head(path: Path, width: int = PROJECTION) -> Path:
-    """The LAION-format MLP saved as safetensors at path."""
-    save_file(aesthetic_state(width), str(path))
-    return path
+from simplear.train.grpo.trainer import grpo_arguments
 
 
 def coloured_images() -> list[Image.Image]:

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import VALUE_SETS, containers, objects, pod_specs_of, run_step_until_sigterm
 from kube_api_sim import FakeCluster, PodScript
-from test_helm_render import VALUE_SETS, objects
-from test_platform_cluster_sim import run_step_until_sigterm
-from test_platform_support import containers, pod_specs_of
 
 from simplear.platform.default_platform import default_platform_config
 from simplear.platform.manifests import pytorch_job, rollout_deployment
@@ -36,12 +34,12 @@ PATH_MODULES = {
     "base": ["simplear.platform.cluster_clients", "simplear.platform.kubernetes_launcher",
              "simplear.platform.platform_discovery", "simplear.platform.stage_step", "simplear.platform.jobs_cluster",
              "kubeflow.training"],
-    "train": ["simplear.train.rollout.http_client", "simplear.train.grpo.trainer", "simplear.train.pretrain",
-              "simplear.data.tokenize", "simplear.eval.geneval_run", "deepspeed", "trl",
+    "train": ["simplear.train.rollout.client", "simplear.train.grpo.trainer", "simplear.train.pretrain",
+              "simplear.data.tokenize.ranks", "simplear.eval.geneval_run", "deepspeed", "trl",
               # GRPO rank 0's NCCL weight push: vLLM's communicator, as trl's VLLMClient imports it
-              "simplear.train.rollout.nccl_push", "vllm.distributed.weight_transfer.nccl_common",
+              "simplear.train.rollout.weight_sync", "vllm.distributed.weight_transfer.nccl_common",
               "vllm.distributed.weight_transfer.packed_tensor", "vllm.distributed.device_communicators.pynccl"],
-    "rollout": ["simplear.sampling.vllm_engine", "simplear.train.rollout.server", "simplear.serve.server", "vllm",
+    "rollout": ["simplear.sampling.vllm.engine", "simplear.train.rollout.server", "simplear.serve.server", "vllm",
                 "vllm.distributed.weight_transfer.nccl_engine"],
     "serve": ["simplear.serve.server", "simplear.serve.model", "simplear.serve.loading", "kserve"],
 }

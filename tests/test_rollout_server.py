@@ -11,17 +11,16 @@ from pathlib import Path
 import pytest
 import requests
 import torch
+from helpers import assert_push_serves_trained_policy, hf_guided_logprobs, post, sampled_logprobs, serve
 
 from simplear.child_server import free_port
 from simplear.config import SamplingConfig, get_preset
-from simplear.model.prompt import negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request
-from simplear.sampling.processing import SamplingModes, guided_logprobs, target_probs
 from simplear.sampling.sampler import Sampler
 from simplear.store import Store
-from simplear.train.rollout.http_client import HttpRolloutClient, RolloutServerError
-from simplear.train.rollout.server_process import RolloutServerProcess
+from simplear.train.rollout.client import HttpRolloutClient, RolloutServerError
+from simplear.train.rollout.server import RolloutServerProcess
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 120
@@ -30,46 +29,6 @@ TIMEOUT = 120
 def tiny_model(seed: int) -> SimpleARModel:
     """A randomly initialised tiny-preset policy."""
     return SimpleARModel.random_init(get_preset("tiny"), seed=seed)
-
-
-def hf_guided_logprobs(model: SimpleARModel, request: Request, codes: torch.Tensor) -> torch.Tensor:
-    """Guided code log-probabilities [N, codes] at every step of `codes`, from plain transformers forwards.
-
-    Teacher-forces the conditional and the unconditional prompt followed by `codes` through `model.lm` and mixes
-    them as the original CFG does; the oracle for any engine's next-token distribution.
-    """
-    vocab = model.vocab
-    texts = [t2i_prompt(request.prompt, request.prefix), negative_prompt(request.params.negative_prompt)]
-    rows = []
-    for ids in model.encode_prompts(texts):
-        sequence = torch.cat([torch.tensor(ids), codes[:-1] + vocab.offset])
-        with torch.no_grad():
-            logits = model.lm(sequence[None]).logits[0, len(ids) - 1 :, vocab.offset : vocab.end]
-        rows.append(logits)
-    scale = torch.tensor([request.params.cfg_scale])
-    return guided_logprobs(torch.stack(rows), scale, with_uncond=True)[0]
-
-
-def sampled_logprobs(guided: torch.Tensor, codes: torch.Tensor, params: SamplingConfig) -> torch.Tensor:
-    """Log-probability of each code under the temperature / top-k / top-p distribution it was drawn from."""
-    n = guided.shape[0]
-    modes = SamplingModes(scaled=params.temperature != 1.0, filtered=params.top_k > 0 or params.top_p < 1.0,
-                          greedy=params.temperature == 0.0)
-    probs = target_probs(guided, torch.full((n,), params.temperature), torch.full((n,), params.top_k),
-                         torch.full((n,), params.top_p), modes)
-    return (probs.gather(1, codes[:, None]).squeeze(1) / probs.sum(dim=-1)).log()
-
-
-def post(url: str, path: str, body: dict) -> requests.Response:
-    """POST a JSON body."""
-    return requests.post(f"{url}{path}", json=body, timeout=TIMEOUT)
-
-
-def serve(url: str, checkpoint: Path) -> int:
-    """Make the server sample from a saved checkpoint; its new policy version."""
-    response = post(url, "/weights", {"uri": str(checkpoint)})
-    assert response.status_code == 200, response.text
-    return response.json()["policy_version"]
 
 
 @pytest.fixture(scope="module")
@@ -146,27 +105,6 @@ def test_bad_generate_requests_get_400(server: RolloutServerProcess, body: dict,
     response = post(server.url, "/generate", body)
     assert response.status_code == 400
     assert message in response.json()["error"]
-
-
-def assert_push_serves_trained_policy(client: HttpRolloutClient, trained_dir: Path, num_codes: int) -> int:
-    """Push trained_dir's weights; greedy codes become transformers' argmax on them, sampled logprobs match; version."""
-    greedy = [Request(prompt, SamplingConfig(cfg_scale=scale, temperature=0.0))
-              for prompt in ("a red circle", "a cat") for scale in (1.0, 5.0)]
-    before = client.generate(greedy, num_codes)
-    trained = SimpleARModel.load(trained_dir)
-    version = client.push_weights(trained)
-    after = client.generate(greedy, num_codes)
-    assert version == before.policy_version + 1 == after.policy_version
-    assert not torch.equal(before.codes, after.codes)
-    for request, codes in zip(greedy, after.codes, strict=True):
-        assert torch.equal(hf_guided_logprobs(trained, request, codes).argmax(dim=-1), codes)
-    assert torch.equal(after.logprobs, torch.zeros_like(after.logprobs)), "a greedy pick has probability one"
-    params = SamplingConfig(cfg_scale=3.0, temperature=0.9, top_k=6, seed=11)
-    sampled = client.generate([Request("a green cross", params)], 24)
-    expected = sampled_logprobs(hf_guided_logprobs(trained, Request("a green cross", params), sampled.codes[0]),
-                                sampled.codes[0], params)
-    assert torch.allclose(sampled.logprobs[0], expected, atol=1e-4)
-    return version
 
 
 def test_weight_push_serves_the_trainers_distribution(client: HttpRolloutClient, policies: dict[str, Path]) -> None:

@@ -28,18 +28,18 @@ from simplear.platform.default_platform import default_platform_config
 from simplear.platform.manifests import pytorch_job
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 from simplear.store import Store
-from simplear.train.rollout.http_client import HttpRolloutClient
-from simplear.train.rollout.nccl_push import NcclWeightPush, nccl_unavailable
-from simplear.train.rollout.server_process import RolloutServerProcess
-from simplear.train.rollout.weight_layout import (
+from simplear.train.rollout.client import HttpRolloutClient
+from simplear.train.rollout.server import RolloutServerProcess
+from simplear.train.rollout.weight_sync import (
+    NcclWeightPush,
     WeightLayoutMismatch,
     checkpoint_layout,
     layout_problems,
     module_layout,
+    nccl_unavailable,
 )
 
 pytestmark = pytest.mark.slow
-VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
 TIMEOUT = 300
 TINY32 = PRESETS["tiny"].model_copy(update={"vision": PRESETS["tiny"].vision.model_copy(update={"resolution": 32})})
 """The tiny preset (vLLM's CPU attention needs its 32-wide heads) with 32 px images: 64 codes per image."""
@@ -87,13 +87,11 @@ def sidecar_server_args(job: dict) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def server(checkpoints: dict[str, Path]) -> Iterator[RolloutServerProcess]:
+def server(checkpoints: dict[str, Path], vllm_python: Path) -> Iterator[RolloutServerProcess]:
     """The rollout server as the sidecar runs it, in the rollout role's closure."""
-    if not VLLM_PYTHON.is_file():
-        pytest.fail(f"{VLLM_PYTHON} is missing: run scripts/role_venvs.sh to create the rollout role's virtualenv")
     args = sidecar_server_args(sidecar_job(checkpoints["initial"]))
     assert args[:2] == ["--engine", "vllm"] and args[args.index("--weight-transfer") + 1] == "auto"
-    with RolloutServerProcess(args, python=VLLM_PYTHON, startup_timeout_s=TIMEOUT) as process:
+    with RolloutServerProcess(args, python=vllm_python, startup_timeout_s=TIMEOUT) as process:
         yield process
 
 

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import RepetitionPenaltyLogitsProcessor
+from helpers import transformers_penalized_guided
 
 from simplear.config import SamplingConfig
 from simplear.model.prompt import negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request
-from simplear.sampling.processing import guided_logprobs
-from simplear.sampling.sampler import Sampler
+from simplear.sampling.sampler import Sampler, guided_logprobs
 
 CAPTIONS = ["a red circle", "two blue squares left of a green cross above a yellow triangle", "a photo of a cross"]
 
@@ -150,29 +149,6 @@ def test_prompts_past_the_position_limit_are_refused(model: SimpleARModel) -> No
     long_caption = "a red circle " * 700
     with pytest.raises(ValueError, match="exceeds the model's 2048 positions"):
         Sampler(model).generate([Request(long_caption)], 256)
-
-
-def transformers_penalized_guided(model: SimpleARModel, request: Request, codes: torch.Tensor) -> torch.Tensor:
-    """Code log-probabilities [N, codes] of the distribution transformers' `generate` samples under upstream's CFG.
-
-    RepetitionPenaltyLogitsProcessor acts on the conditional row's full-vocabulary logits over every token before
-    the step (prompt and codes), then CFG on log-softmaxes (wdrink/SimpleAR simpar/model/language_model/
-    simpar_qwen2.py, CFGLogits, restricted here to the code range the sampler draws from).
-    """
-    penalty = RepetitionPenaltyLogitsProcessor(request.params.repetition_penalty)
-    cond, uncond = model.encode_prompts([t2i_prompt(request.prompt, request.prefix),
-                                         negative_prompt(request.params.negative_prompt)])
-    ids = model.vocab.to_ids(codes)
-    rows = []
-    for prompt, penalised in ((cond, True), (uncond, False)):
-        sequence = torch.cat([torch.tensor(prompt), ids[:-1]])
-        with torch.no_grad():
-            logits = model.lm(sequence[None]).logits[0, len(prompt) - 1 :]
-        if penalised:
-            logits = torch.stack([penalty(sequence[None, : len(prompt) + t], logits[t][None])[0]
-                                  for t in range(len(codes))])
-        rows.append(logits[:, model.vocab.offset : model.vocab.end])
-    return guided_logprobs(torch.stack(rows), torch.tensor([request.params.cfg_scale]), True)[0].log_softmax(-1)
 
 
 def test_repetition_penalty_acts_before_guidance_as_transformers(model: SimpleARModel, tmp_path: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
 import re
 import socket
@@ -17,8 +15,8 @@ import numpy as np
 import openai
 import pytest
 import requests
+from helpers import pixels, predict
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
-from PIL import Image
 
 from simplear.serve.process import ServerProcess
 
@@ -45,18 +43,6 @@ def servers(all_serving: Callable) -> Iterator[dict[str, ServerProcess]]:
 def url(servers: dict[str, ServerProcess]) -> str:
     """Base URL of the main server."""
     return servers["main"].url
-
-
-def predict(url: str, instances: list[dict]) -> requests.Response:
-    """POST a v1 predict request."""
-    return requests.post(f"{url}/v1/models/simplear:predict", json={"instances": instances}, timeout=TIMEOUT)
-
-
-def pixels(image_b64: str) -> np.ndarray:
-    """RGB pixels of a base64 PNG."""
-    with Image.open(io.BytesIO(base64.b64decode(image_b64))) as image:
-        assert image.format == "PNG"
-        return np.asarray(image.convert("RGB"))
 
 
 def metric(url: str, name: str, labels: str = "") -> float:

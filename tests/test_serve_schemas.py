@@ -8,7 +8,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
 from simplear.config import PRESETS, ServeLimits
 from simplear.model.simplear_lm import SimpleARModel
-from simplear.serve.engine import TorchEngine
+from simplear.sampling.engine import TorchEngine
 from simplear.serve.schemas import RANDOM_SEED_BOUND, RequestValidator
 from simplear.serve.v2_codec import parse_v2
 

@@ -7,21 +7,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from test_serve import pixels, predict
+from helpers import pixels, predict
 
 from simplear.serve.process import ServerProcess
 
 pytestmark = pytest.mark.slow
-VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
 
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
+def url(vllm_python: Path) -> Iterator[str]:
     """A vLLM-engine server on the tiny preset with random weights."""
-    if not VLLM_PYTHON.is_file():
-        pytest.fail(f"{VLLM_PYTHON} is missing: run scripts/role_venvs.sh to create the vLLM (rollout role) virtualenv")
     with ServerProcess(["--random-init", "--preset", "tiny", "--engine", "vllm", "--device", "cpu"],
-                       python=VLLM_PYTHON, startup_timeout_s=300) as server:
+                       python=vllm_python, startup_timeout_s=300) as server:
         yield server.url
 
 

@@ -32,8 +32,8 @@ from simplear.data.shapes import (
     summarize,
     write_dataset,
 )
-from simplear.data.shapes_detect import best_overlap, classify_mask
-from simplear.data.shapes_prompts import prompt_metadata, prompt_space_size
+from simplear.data.shapes.prompts import prompt_metadata, prompt_space_size
+from simplear.data.shapes.score import best_overlap, classify_mask
 
 
 def _metadata(prompt: str) -> dict:

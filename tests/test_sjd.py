@@ -10,9 +10,8 @@ import torch
 from simplear.config import SamplingConfig
 from simplear.model.prompt import negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
-from simplear.sampling.batch import Request
-from simplear.sampling.processing import SamplingModes, guided_logprobs, target_probs
-from simplear.sampling.sampler import Sampler
+from simplear.sampling.batch import Request, SamplingModes
+from simplear.sampling.sampler import Sampler, guided_logprobs, target_probs
 
 CAPTION = "a red circle left of a blue square"
 

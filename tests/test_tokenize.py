@@ -16,17 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import FakeCosmosEncoder, write_fake_cosmos
 from PIL import Image
 
 from simplear.cli import main
 from simplear.config import StoreSettings, TokenizeConfig, get_preset
 from simplear.data.image_prep import ImageRejected, prepare_image, resample_for
 from simplear.data.shapes import make_dataset
-from simplear.data.shapes_render import render_cells
-from simplear.data.token_shards import decode_shard, shard_uri
-from simplear.data.tokenize import RunOptions, run_tokenize
-from simplear.data.tokenize_files import errors_uri
-from simplear.data.tokenize_manifest import RanksNotFinished
+from simplear.data.shapes.scene import render_cells
+from simplear.data.tokenize.manifest import RanksNotFinished
+from simplear.data.tokenize.ranks import RunOptions, run_tokenize
+from simplear.data.tokenize.shards import decode_shard, errors_uri, shard_uri
 from simplear.s3_server import EmbeddedS3
 from simplear.store import ArtifactNotFound, SettingsChanged, Store, canonical, is_s3, join
 from simplear.vision.base import pil_to_tensor
@@ -373,17 +373,8 @@ def test_min_size_zero_keeps_small_images_upscaled(tmp_path: Path) -> None:
 # --- the Cosmos path and the command line --------------------------------------------------------
 
 
-class FakeCosmosEncoder(torch.nn.Module):
-    """Cosmos' encoder.jit call signature: [B, 3, 1, H, W] -> (indices [B, 1, H/16, W/16], codes)."""
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = torch.nn.functional.avg_pool2d(x[:, :, 0].float(), 16)
-        levels = ((pooled.clamp(-1, 1) + 1) * 19.5).round().long()
-        return (levels[:, 0] * 1600 + levels[:, 1] * 40 + levels[:, 2])[:, None], pooled
-
-
 def test_cosmos_preset_encodes_lanczos_resized_images_with_its_checkpoint(tmp_path: Path) -> None:
-    torch.jit.save(torch.jit.script(FakeCosmosEncoder()), tmp_path / "encoder.jit")
+    write_fake_cosmos(tmp_path)
     record = make_dataset(1, seed=5)[0]
     stripes = np.zeros((128, 128, 3), np.uint8)
     stripes[:, ::2] = 255

@@ -19,14 +19,15 @@ import psutil
 import pytest
 import torch
 import yaml
+from helpers import SHAPE
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import Qwen2ForCausalLM
 
 from simplear.cli import main as cli_main
-from simplear.config import PRESETS, SHAPES_RECIPES, ModelShape, TrainConfig, get_preset
+from simplear.config import PRESETS, SHAPES_RECIPES, TrainConfig, get_preset
 from simplear.data.shapes import make_dataset
-from simplear.data.token_shards import TokenRecord, read_shard, write_token_dataset
+from simplear.data.tokenize.shards import TokenRecord, read_shard, write_token_dataset
 from simplear.model.prompt import TRAIN_PREFIXES, dropped_prompt
 from simplear.model.simplear_lm import SimpleARModel, qwen2_config
 from simplear.model.text_tokenizer import build_text_tokenizer
@@ -34,23 +35,11 @@ from simplear.model.vocab import SOI, T2I
 from simplear.s3_server import EmbeddedS3
 from simplear.store import MANIFEST, ArtifactNotFound, Store, join
 from simplear.train.checkpoints import checkpoint_uri, latest_checkpoint, publish_checkpoint
-from simplear.train.collator import IGNORE_INDEX, CodeCollator
-from simplear.train.deepspeed_config import deepspeed_config
-from simplear.train.model_init import dataset_vision, initial_model
-from simplear.train.token_dataset import TokenDataset, repeats_for
-from simplear.train.token_records import TokenRecords
+from simplear.train.pretrain import dataset_vision, deepspeed_config, initial_model
+from simplear.train.token_data import IGNORE_INDEX, CodeCollator, TokenDataset, TokenRecords, repeats_for
 from simplear.vision import PaletteTokenizer
 from simplear.vision.base import pil_to_tensor
 
-SHAPE = ModelShape(
-    hidden_size=64,
-    intermediate_size=128,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    rope_theta=10_000.0,
-    max_position_embeddings=1024,
-)
 TINY = PRESETS["tiny"].model_copy(update={"shape": SHAPE})
 CODES = TINY.vision.num_codes
 NUM_RECORDS = 64

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import write_fake_cosmos
 from PIL import Image
 
 from simplear.config import DEFAULT_PALETTE, get_preset
@@ -66,36 +67,10 @@ def test_image_grid_tiles_row_by_row() -> None:
     assert decoded.format == "PNG" and decoded.tobytes() == grid.tobytes(), "PNG bytes decode to the same pixels"
 
 
-class FakeCosmosEncoder(torch.nn.Module):
-    """Same call signature as Cosmos' encoder.jit: [B, 3, 1, H, W] -> (indices [B, 1, H/16, W/16], codes)."""
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = torch.nn.functional.avg_pool2d(x[:, :, 0].float(), 16)
-        levels = ((pooled.clamp(-1, 1) + 1) * 19.5).round().long()
-        indices = levels[:, 0] * 1600 + levels[:, 1] * 40 + levels[:, 2]
-        return indices[:, None], pooled[:, :, None].repeat(1, 2, 1, 1, 1)
-
-
-class FakeCosmosDecoder(torch.nn.Module):
-    """Same call signature as Cosmos' decoder.jit: indices [B, 1, h, w] -> video [B, 3, 1, 16h, 16w]."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.ones(()))
-
-    def forward(self, indices: torch.Tensor) -> torch.Tensor:
-        idx = indices[:, 0]
-        levels = torch.stack([idx // 1600, (idx // 40) % 40, idx % 40], dim=1).to(self.scale.dtype)
-        pixels = levels / 19.5 - 1
-        return pixels.repeat_interleave(16, dim=2).repeat_interleave(16, dim=3)[:, :, None] * self.scale
-
-
 @pytest.fixture
 def cosmos_dir(tmp_path: Path) -> Path:
     """A directory holding scripted stand-ins for encoder.jit and decoder.jit."""
-    torch.jit.save(torch.jit.script(FakeCosmosEncoder()), tmp_path / "encoder.jit")
-    torch.jit.save(torch.jit.script(FakeCosmosDecoder()), tmp_path / "decoder.jit")
-    return tmp_path
+    return write_fake_cosmos(tmp_path)
 
 
 def _blocks(batch: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """`simplear rollout-server --engine vllm` run by .venv-vllm's Python on 127.0.0.1: CFG pairs inside vLLM.
 
-One server for the module (engine start is the slow part). The vLLM virtualenv is made by scripts/vllm_venv.sh;
+One server for the module (engine start is the slow part). The vLLM virtualenv is made by scripts/role_venvs.sh;
 without it these tests fail and say so.
 """
 
@@ -15,34 +15,25 @@ from pathlib import Path
 import pytest
 import requests
 import torch
-from test_rollout_server import (
-    assert_push_serves_trained_policy,
-    hf_guided_logprobs,
-    post,
-    sampled_logprobs,
-    serve,
-)
+from helpers import assert_push_serves_trained_policy, hf_guided_logprobs, post, sampled_logprobs, serve
 
 from simplear.config import SamplingConfig
 from simplear.model.simplear_lm import SimpleARModel
-from simplear.sampling.batch import Request
-from simplear.sampling.processing import SamplingModes, target_probs
+from simplear.sampling.batch import Request, SamplingModes
+from simplear.sampling.sampler import target_probs
 from simplear.store import Store
-from simplear.train.rollout.http_client import HttpRolloutClient
-from simplear.train.rollout.server_process import RolloutServerProcess
+from simplear.train.rollout.client import HttpRolloutClient
+from simplear.train.rollout.server import RolloutServerProcess
 
 pytestmark = pytest.mark.slow
-VLLM_PYTHON = Path(__file__).resolve().parents[1] / ".venv-vllm" / "bin" / "python"
 TIMEOUT = 300
 
 
 @pytest.fixture(scope="module")
-def server(policies: dict[str, Path]) -> Iterator[RolloutServerProcess]:
+def server(policies: dict[str, Path], vllm_python: Path) -> Iterator[RolloutServerProcess]:
     """One vLLM rollout server (pair scheduler, CFG processor) for the module."""
-    if not VLLM_PYTHON.is_file():
-        pytest.fail(f"{VLLM_PYTHON} is missing: run scripts/role_venvs.sh to create the vLLM (rollout role) virtualenv")
     args = ["--engine", "vllm", "--device", "cpu", "--model", str(policies["initial"])]
-    with RolloutServerProcess(args, python=VLLM_PYTHON, startup_timeout_s=TIMEOUT) as process:
+    with RolloutServerProcess(args, python=vllm_python, startup_timeout_s=TIMEOUT) as process:
         yield process
 
 

@@ -1,8 +1,8 @@
 """Deploy component: the model server on the new checkpoint, checked with one v1 predict request whose image is scored.
 
-On the cluster the InferenceService (model format simplear, the platform's ServingRuntime) is created or updated with
-the checkpoint's storageUri and the request waits until its pods serve that checkpoint; locally `simplear serve` runs
-on 127.0.0.1.
+The backend's launcher serves the model (Launcher.deploy): on the cluster an InferenceService (model format simplear,
+the platform's ServingRuntime) created or updated with the checkpoint's storageUri, ready once its pods serve that
+checkpoint; locally `simplear serve` on 127.0.0.1 for as long as the check takes.
 """
 
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
@@ -54,42 +54,28 @@ def predict_once(url: str, model_name: str, prompt: dict, seed: int, cfg_scale: 
 def deploy(backend: str, runs_dir: str, root: str, run_id: str, model_name: str, inference_service: str, seed: int,
            cfg_scale: float, negative_prompt: str, timeout_minutes: int, model: Input[Model],
            prompts: Input[Dataset], served: Output[Artifact], score_shapes: bool = True) -> None:
-    """Serve the model (local: `simplear serve` on 127.0.0.1; kubernetes: an InferenceService of the platform's
-    runtime, by default the platform's name, labelled with this run, serving the model under its own name) and check
-    one image once the new model serves."""
+    """Serve the model through the backend's launcher under inference_service, else model_name, else the backend's
+    default (local: simplear; kubernetes: the platform's InferenceService, labelled with this run) and check one
+    image once the new model serves."""
     import json
     import time
+
+    from simplear.platform.manifests.labels import STAGE_LABEL, pipeline_run_labels
 
     uri = model.metadata["uri"]
     store = backend_store(backend)
     prompt = json.loads(store.read(prompts.metadata["eval_prompts"]).decode().splitlines()[0])
     started = time.monotonic()
-    if backend == "local":
-        from simplear.serve.process import ServerProcess
-
-        with ServerProcess(["--model-dir", uri], model_name=model_name,
-                           startup_timeout_s=timeout_minutes * 60) as server:
-            ready = time.monotonic() - started
-            progress(f"serve: {uri} ready at {server.url} after {ready:.0f} s")
-            check = predict_once(server.url, model_name, prompt, seed, cfg_scale, negative_prompt,
-                                 score_shapes)
-            url = server.url
-    else:
-        from simplear.platform.manifests.labels import STAGE_LABEL, pipeline_run_labels
-
-        launcher = stage_launcher(backend, runs_dir)
-        inference_service = inference_service or launcher.config.inference_service
-        if not inference_service or launcher.config.serving is None:
-            raise ValueError("no InferenceService to deploy: the chart has kserve.enabled=false")
-        launcher.deploy(inference_service, uri, timeout=timeout_minutes * 60,
-                        labels={**pipeline_run_labels(run_id), STAGE_LABEL: "serve"})
+    launcher = stage_launcher(backend, runs_dir)
+    with launcher.deploy(inference_service or model_name, uri, timeout=timeout_minutes * 60,
+                         labels={**pipeline_run_labels(run_id), STAGE_LABEL: "serve"}) as deployment:
         ready = time.monotonic() - started
-        url = f"http://{inference_service}-predictor.{launcher.namespace}.svc"
-        progress(f"serve: InferenceService {inference_service} serves {uri} after {ready:.0f} s")
-        check = predict_once(url, inference_service, prompt, seed, cfg_scale, negative_prompt, score_shapes)
+        progress(f"serve: {deployment.name} serves {uri} at {deployment.url} after {ready:.0f} s")
+        check = predict_once(deployment.url, deployment.name, prompt, seed, cfg_scale, negative_prompt,
+                             score_shapes)
     verdict = "" if "correct" not in check else f" ({'correct' if check['correct'] else check['reason']})"
     progress(f"serve: v1 predict answered a {check['width']}x{check['height']} image in {check['latency_s']:.1f} s "
              f"for {check['prompt']!r}{verdict}")
-    result = {"backend": backend, "url": url, "model": uri, "ready_s": ready, **check}
+    result = {"backend": backend, "url": deployment.url, "model": uri, "ready_s": ready, **check}
     publish(served, uri, result)
     record_step(store, root, "serve", {"stage": "serve", "seconds": time.monotonic() - started, "served": result})

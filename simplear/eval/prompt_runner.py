@@ -9,8 +9,7 @@ from tqdm import tqdm
 
 from simplear.config import SamplingConfig
 from simplear.eval.protocols import Protocol, prompt_requests
-from simplear.sampling.images import sample_images
-from simplear.sampling.sampler import Sampler
+from simplear.sampling.sampler import Sampler, sample_images
 from simplear.vision.base import VisualTokenizer
 
 

@@ -7,7 +7,6 @@ CustomObjectsApi (the kserve package would bring its model server's dependencies
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ def is_transient(exc: BaseException, statuses: frozenset[int] = TRANSIENT_STATUS
 
 
 class InferenceServices:
-    """get / list / create / replace / wait-until-ready of KServe InferenceServices, as KServeClient does them."""
+    """get / list / create / replace of KServe InferenceServices, as KServeClient does them."""
 
     def __init__(self, custom: client.CustomObjectsApi) -> None:
         self.custom = custom
@@ -72,27 +71,6 @@ class InferenceServices:
         """Replace (PUT) an InferenceService; body carries the resourceVersion it was read at. The object as stored."""
         return self.custom.replace_namespaced_custom_object(ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name,
                                                             body)
-
-    def wait_ready(self, name: str, namespace: str, generation: int | None, timeout_s: float, poll_s: float) -> dict:
-        """The InferenceService once Ready with observedGeneration >= generation (kserve_client.is_isvc_ready's
-        rule); TimeoutError with the last answer's reason otherwise. Transient API errors are asked again."""
-        from simplear.platform.cluster_status import isvc_state
-
-        deadline = time.monotonic() + timeout_s
-        why = "not read yet"
-        while True:
-            try:
-                isvc = self.get(name, namespace)
-                ready, why = isvc_state(isvc, generation)
-                if ready:
-                    return isvc
-            except (ApiException, HTTPError, ConnectionError) as exc:
-                if not is_transient(exc):
-                    raise
-                why = f"API error {api_status(exc) or type(exc).__name__}"
-            if time.monotonic() >= deadline:
-                raise TimeoutError(why)
-            time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
 
 
 @dataclass

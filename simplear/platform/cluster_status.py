@@ -86,6 +86,24 @@ def isvc_state(isvc: dict, generation: int | None = None) -> tuple[bool, str]:
     return False, "no Ready condition yet"
 
 
+def isvc_failure(isvc: dict, generation: int | None = None) -> str | None:
+    """The failure KServe reports for the InferenceService's model once it observed `generation`, else None: its
+    modelStatus turns BlockedByFailedLoad (the storage initializer or the model container failed) or InvalidSpec,
+    with the reason, message and exit code in lastFailureInfo (kserve pkg/apis/serving/v1beta1/
+    inference_service_status.go, PropagateModelStatus)."""
+    status = isvc.get("status", {})
+    model = status.get("modelStatus", {})
+    if model.get("transitionStatus") not in ("BlockedByFailedLoad", "InvalidSpec"):
+        return None
+    if generation is not None and status.get("observedGeneration", 0) < generation:
+        return None
+    info = model.get("lastFailureInfo", {})
+    where = f" in {info['location']}" if info.get("location") else ""
+    code = f" (exit code {info['exitCode']})" if info.get("exitCode") else ""
+    message = f": {info['message']}" if info.get("message") else ""
+    return f"{info.get('reason') or model['transitionStatus']}{where}{code}{message}"
+
+
 def isvc_storage_uri(isvc: dict) -> str:
     """The checkpoint an InferenceService serves: model.storageUri, or its kserve-container's STORAGE_URI."""
     predictor = isvc.get("spec", {}).get("predictor", {})

@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"InferenceService {name} in {clients.namespace}: serving {args.model} with runtime "
           f"{platform.serving.runtime}", flush=True)
     try:
-        isvc = launcher.deploy(name, args.model, timeout=args.timeout, labels=labels)
+        deployment = launcher.deploy(name, args.model, timeout=args.timeout, labels=labels)
     except (ServeNotReady, ValueError) as exc:
         print(f"simplear deploy: {exc}", file=sys.stderr)
         return 1
-    url = isvc.get("status", {}).get("url") or f"http://{name}-predictor.{clients.namespace}.svc"
-    print(f"ready: {url}/v1/models/{name}:predict serves {args.model}")
+    with deployment:
+        print(f"ready: {deployment.reported_url or deployment.url}/v1/models/{name}:predict serves {args.model}")
     return 0

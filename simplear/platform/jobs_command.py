@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             sub.add_argument("name", help="run name; --cluster: [KIND/]NAME")
         if action == "logs":
             sub.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
-            sub.add_argument("--replica", default="rank0", help="local: rank0, rank1, ..., rollout or supervisor")
+            sub.add_argument("--replica", default="rank0",
+                             help="local: rank0, rank1, ..., torchrun, rollout or supervisor")
 
 
 def _run_local(args: argparse.Namespace) -> None:

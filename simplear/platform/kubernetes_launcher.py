@@ -23,9 +23,16 @@ from urllib3.exceptions import HTTPError
 
 from simplear.platform.cluster_clients import TRANSIENT_STATUSES, ClusterClients, api_status, is_transient
 from simplear.platform.cluster_objects import as_pytorchjob, to_dict
-from simplear.platform.cluster_status import TRAINING_CONTAINER, failing_pod, job_status, predictor_pods_state
+from simplear.platform.cluster_status import (
+    TRAINING_CONTAINER,
+    failing_pod,
+    isvc_failure,
+    isvc_state,
+    job_status,
+    predictor_pods_state,
+)
 from simplear.platform.config import PlatformConfig
-from simplear.platform.launcher import Phase, RunHandle, RunStatus, StageFailed
+from simplear.platform.launcher import Deployment, Phase, RunHandle, RunStatus, StageFailed
 from simplear.platform.manifests import (
     inference_service,
     pytorch_job,
@@ -47,7 +54,7 @@ API_ERRORS = (ApiException, HTTPError, ConnectionError, RuntimeError, TimeoutErr
 
 
 class ServeNotReady(RuntimeError):
-    """The InferenceService did not become ready with the new model in time."""
+    """The InferenceService did not serve the new model: KServe reported it failed, or it was not ready in time."""
 
 
 def _ignore_missing(delete: Callable[[], Any]) -> None:
@@ -264,11 +271,16 @@ class KubernetesLauncher:
         """Delete the job and its pods, and the rollout server of a GRPO run."""
         delete_run(self.clients, self._name(handle))
 
-    def deploy(self, name: str, storage_uri: str, timeout: int = 900, labels: dict[str, str] | None = None
-               ) -> dict:
-        """Create or update the InferenceService `name` to serve storage_uri with the platform's ServingRuntime, then
-        wait until it is Ready at the new generation and every ready predictor pod serves storage_uri: a request sent
-        after this returns reaches the new model, never the old one. ServeNotReady when that takes over timeout s."""
+    def deploy(self, name: str, storage_uri: str, timeout: float, labels: dict[str, str] | None = None
+               ) -> Deployment:
+        """Create or update the InferenceService `name` (empty: the platform's) to serve storage_uri with the
+        platform's ServingRuntime, then wait until it is Ready at the new generation and every ready predictor pod
+        serves storage_uri: a request sent after this returns reaches the new model, never the old one. ServeNotReady
+        when KServe reports the model failed to load, or when serving takes over timeout s. The InferenceService
+        outlives the returned deployment."""
+        name = name or self.config.inference_service
+        if not name or self.config.serving is None:
+            raise ValueError("no InferenceService to deploy: the chart has kserve.enabled=false")
         isvcs = self.clients.isvcs
         desired = inference_service(self.config, name, storage_uri, labels, self.namespace)
         try:
@@ -279,31 +291,39 @@ class KubernetesLauncher:
             applied = isvcs.create(self.namespace, desired)
         else:
             applied = isvcs.replace(name, self.namespace, updated_isvc(current, desired))
-        deadline = time.monotonic() + timeout
-        try:
-            ready = isvcs.wait_ready(name, self.namespace, applied["metadata"].get("generation"), timeout,
-                                     min(self.poll_s, timeout))
-            self._wait_serving(name, storage_uri, deadline)
-        except TimeoutError as why:
-            raise ServeNotReady(f"InferenceService {name} not serving {storage_uri} after {timeout} s: {why}") from None
-        return ready
+        isvc = self._wait_serving(name, storage_uri, applied["metadata"].get("generation"), timeout)
+        return Deployment(name, f"http://{name}-predictor.{self.namespace}.svc", storage_uri,
+                          reported_url=isvc.get("status", {}).get("url") or "")
 
-    def _wait_serving(self, name: str, storage_uri: str, deadline: float) -> None:
-        """Poll the InferenceService's predictor pods until the ready ones all serve storage_uri; TimeoutError."""
+    def _wait_serving(self, name: str, storage_uri: str, generation: int | None, timeout: float) -> dict:
+        """Poll the InferenceService until Ready at `generation` (kserve_client.is_isvc_ready's rule), then its
+        predictor pods until the ready ones all serve storage_uri; the InferenceService then. Transient API errors are
+        asked again; ServeNotReady on a reported failure or after timeout s."""
+        deadline = time.monotonic() + timeout
         selector = f"{ISVC_LABEL}={name},component=predictor"
+        said = ""
         while True:
+            failure = None
             try:
-                pods = self.clients.core.list_namespaced_pod(self.namespace, label_selector=selector).items
-                done, why = predictor_pods_state([to_dict(pod) for pod in pods], storage_uri)
+                isvc = self.clients.isvcs.get(name, self.namespace)
+                failure = isvc_failure(isvc, generation)
+                done, why = isvc_state(isvc, generation)
+                if done and failure is None:
+                    pods = self.clients.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+                    done, why = predictor_pods_state([to_dict(pod) for pod in pods], storage_uri)
             except API_ERRORS as exc:
                 if not is_transient(exc):
                     raise
                 done, why = False, f"API error {api_status(exc) or type(exc).__name__}"
+            if failure is not None:
+                raise ServeNotReady(f"InferenceService {name} cannot serve {storage_uri}: {failure}")
             if done:
-                return
+                return isvc
             if time.monotonic() >= deadline:
-                raise TimeoutError(why)
-            self.note(f"{name}: {why}")
+                raise ServeNotReady(f"InferenceService {name} not serving {storage_uri} after {timeout:g} s: {why}")
+            if why != said:
+                self.note(f"{name}: {why}")
+                said = why
             time.sleep(max(0.0, min(self.poll_s, deadline - time.monotonic())))
 
 

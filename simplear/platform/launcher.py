@@ -1,9 +1,10 @@
-"""The Launcher seam: start a stage run, follow it, wait for it, cancel it — on one machine or on Kubernetes."""
+"""The Launcher seam: start a stage run, follow it, wait for it, cancel it, serve a model — on one machine or on
+Kubernetes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
@@ -64,6 +65,27 @@ class StageFailed(RuntimeError):
         super().__init__(f"{head}\nlast log lines:{body}")
 
 
+@dataclass
+class Deployment:
+    """A model being served: the name in its routes, the base URL of its REST API (as reached from where the
+    launcher runs), the checkpoint, and the URL the serving layer reports, if any. Use it in `with`: at the end a
+    server that lives only as long as its caller (the local one) stops; an InferenceService stays."""
+
+    name: str
+    url: str
+    storage_uri: str
+    reported_url: str = ""
+    stop: Callable[[], None] = field(default=lambda: None, repr=False)
+
+    def __enter__(self) -> Deployment:
+        """The deployment itself."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop what lives only as long as the caller."""
+        self.stop()
+
+
 @runtime_checkable
 class Launcher(Protocol):
     """Starts stage runs and follows them; LocalLauncher and KubernetesLauncher implement it."""
@@ -82,3 +104,7 @@ class Launcher(Protocol):
 
     def cancel(self, handle: RunHandle) -> None:
         """Stop the run and free what it holds."""
+
+    def deploy(self, name: str, storage_uri: str, timeout: float, labels: dict[str, str] | None = None
+               ) -> Deployment:
+        """Serve storage_uri under `name` (empty: the backend's default) and return once requests reach it."""

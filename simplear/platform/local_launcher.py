@@ -1,4 +1,5 @@
-"""LocalLauncher: stage runs as local processes, one per rank, each run kept in its own folder under a runs dir."""
+"""LocalLauncher: stage runs as local processes (ranks under torchrun), each run kept in its own folder under a runs
+dir; a model served by `simplear serve` on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from simplear.child_server import free_port
-from simplear.platform.launcher import Phase, RunHandle, RunStatus, StageFailed
+from simplear.platform.launcher import Deployment, Phase, RunHandle, RunStatus, StageFailed
 from simplear.platform.local_process import cancel_run, follow_lines, local_status, tail_lines
 from simplear.platform.local_runs import RunDir, RunRecord, default_runs_dir
 from simplear.platform.stage_spec import StageSpec
 from simplear.platform.stages import checked_stage, rollout_arguments, stage_arguments
 
 SIMPLEAR = [sys.executable, "-m", "simplear.cli"]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+DEFAULT_MODEL_NAME = "simplear"
 
 
 class LocalLauncher:
@@ -38,8 +41,9 @@ class LocalLauncher:
         return RunDir(self.runs_dir / handle.name)
 
     def _record(self, stage: str, spec: StageSpec) -> RunRecord:
-        """The record of a new run: each rank's command and, for GRPO, the rollout server beside it."""
-        checked_stage(stage, spec)
+        """The record of a new run: its command (a distributed stage's: torchrun over its ranks, as in its PyTorchJob's
+        container) and, for GRPO, the rollout server beside it."""
+        kind = checked_stage(stage, spec)
         if spec.nodes != 1:
             raise ValueError(f"a local run uses this one machine: nodes must be 1, not {spec.nodes}")
         rollout_command = rollout_url = None
@@ -48,10 +52,16 @@ class LocalLauncher:
             rollout_url = f"http://127.0.0.1:{port}"
             rollout_command = [*SIMPLEAR, "rollout-server", "--engine", spec.rollout.engine, "--model",
                                spec.rollout.model, "--host", "127.0.0.1", "--port", str(port), *spec.rollout.args]
+        procs = spec.procs_per_node or 1
+        arguments = stage_arguments(stage, spec, rollout_arguments(rollout_url, spec, "127.0.0.1")
+                                    if rollout_url else None)
+        command = [*SIMPLEAR, *arguments]
+        if kind.distributed:
+            command = [*TORCHRUN, "--nnodes=1", f"--nproc-per-node={procs}", "--node-rank=0",
+                       "--master-addr=127.0.0.1", f"--master-port={free_port()}", "--tee=3",
+                       f"--log-dir={self.runs_dir / spec.name / 'torchrun'}", "-m", "simplear.cli", *arguments]
         return RunRecord(
-            name=spec.name, stage=stage, spec=spec, procs=spec.procs_per_node or 1,
-            command=[*SIMPLEAR, *stage_arguments(
-                stage, spec, rollout_arguments(rollout_url, spec, "127.0.0.1") if rollout_url else None)],
+            name=spec.name, stage=stage, spec=spec, procs=procs, command=command,
             rollout_command=rollout_command, rollout_url=rollout_url, log_uri=self.log_uri,
             created=datetime.now(UTC),
         )
@@ -108,3 +118,20 @@ class LocalLauncher:
         self._reap()
         cancel_run(self._run_dir(handle), self.grace_s)
         self._reap()
+
+    def deploy(self, name: str, storage_uri: str, timeout: float, labels: dict[str, str] | None = None
+               ) -> Deployment:
+        """`simplear serve` of storage_uri on 127.0.0.1 and a free port, serving under name (empty: simplear); returns
+        once KServe reports the model ready (RuntimeError with the server's log tail if it exits or takes over timeout
+        s). The server stops when the deployment's `with` block ends; labels name nothing here."""
+        from simplear.serve.process import ServerProcess
+
+        server = ServerProcess(["--model-dir", storage_uri], model_name=name or DEFAULT_MODEL_NAME,
+                               startup_timeout_s=timeout)
+        try:
+            server.__enter__()
+        except BaseException:
+            server.__exit__(None, None, None)
+            raise
+        return Deployment(server.model_name, server.url, storage_uri,
+                          stop=lambda: server.__exit__(None, None, None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -52,8 +53,16 @@ def local_status(run: RunDir) -> RunStatus:
     return RunStatus(Phase.FAILED, f"supervisor {record.pid} is gone and recorded no result", started=record.created)
 
 
+def kill_groups(groups: list[int], sig: signal.Signals) -> None:
+    """Signal each process group; groups already gone are fine."""
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, sig)
+
+
 def cancel_run(run: RunDir, grace_s: float = 10.0) -> None:
-    """Stop a run: SIGTERM to its process group, SIGKILL after grace_s; a no-op once it has finished."""
+    """Stop a run: SIGTERM to its process group, SIGKILL after grace_s, then SIGKILL to any rank's own group still
+    there; a no-op once it has finished."""
     if run.read_result() is not None:
         return
     record = run.read_record()
@@ -65,6 +74,7 @@ def cancel_run(run: RunDir, grace_s: float = 10.0) -> None:
             time.sleep(0.05)
         if process_alive(record.pid):
             os.killpg(record.pid, signal.SIGKILL)
+    kill_groups(run.rank_groups(), signal.SIGKILL)
     if run.read_result() is None:
         run.write_result(RunResult(phase=Phase.CANCELLED, message="cancelled before its supervisor recorded it",
                                    started=record.created, finished=datetime.now(UTC)))

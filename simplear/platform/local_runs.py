@@ -59,7 +59,8 @@ def _write_atomically(path: Path, text: str) -> None:
 
 @dataclass(frozen=True)
 class RunDir:
-    """The folder of one local run: run.json, result.json, a cancel marker and <replica>.log files."""
+    """The folder of one local run: run.json, result.json, a cancel marker, the ranks' process groups and
+    <replica>.log files."""
 
     path: Path
 
@@ -73,8 +74,18 @@ class RunDir:
         """Exists once a cancel was asked for: the supervisor then reports Cancelled, not Failed."""
         return self.path / "cancel-requested"
 
+    @property
+    def rank_groups_file(self) -> Path:
+        """The process groups of the run's ranks (torchrun starts each in a session of its own), space-separated."""
+        return self.path / "rank-groups"
+
+    def rank_groups(self) -> list[int]:
+        """The process groups of the run's ranks, as its supervisor saw them start."""
+        path = self.rank_groups_file
+        return [int(group) for group in path.read_text().split()] if path.is_file() else []
+
     def log(self, replica: str) -> Path:
-        """The log file of one replica: rank0, rank1, ..., rollout, or supervisor."""
+        """The log file of one replica: rank0, rank1, ..., torchrun, rollout, or supervisor."""
         return self.path / f"{replica}.log"
 
     def logs(self) -> list[Path]:

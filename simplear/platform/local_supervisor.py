@@ -1,28 +1,40 @@
-"""The process behind one local run: starts its ranks (and rollout server), watches them, records how it ended.
+"""The process behind one local run: starts its rollout server and its ranks under torchrun, watches them, records
+how the run ended.
 
-Run as `python -m simplear.platform.local_supervisor RUN_DIR` in a new process group; every process it starts
-stays in that group, so cancel signals the whole run at once. Ranks get the variables torchrun sets.
+Run as `python -m simplear.platform.local_supervisor RUN_DIR` in a new process group. A distributed stage runs the
+command of its PyTorchJob's container: `torchrun ... -m simplear.cli ...`, teeing each rank's output with a
+`[defaultN]:` prefix, which this process sorts into rankN.log (torchrun's own lines go to torchrun.log). torchrun
+starts every rank in a session of its own, so the ranks' process groups are kept in rank-groups, and cancelling
+signals them as well as the run's group.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
-from simplear.child_server import free_port
 from simplear.platform.launcher import Phase
+from simplear.platform.local_process import kill_groups
 from simplear.platform.local_runs import RunDir, RunRecord, RunResult
 
 POLL_S = 0.1
 STOP_GRACE_S = 10.0
+RANK_MARKER = re.compile(rb"\[default(\d+)\]:")
+# The root cause torchrun prints when a rank fails (torch/distributed/elastic/multiprocessing/errors/__init__.py,
+# ChildFailedError.format_msg): `rank : 0 (local_rank: 0)` then `exitcode : 1 (pid: ...)`.
+ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?local_rank:\s*(\d+)\)\s*\n\s*exitcode\s*:\s*(-?\d+)",
+                        re.DOTALL)
 
 
 @dataclass
@@ -35,18 +47,9 @@ class Outcome:
     exit_code: int | None = None
 
 
-def rank_env(base: dict[str, str], rank: int, world: int, master_port: int, run: str) -> dict[str, str]:
-    """The environment torchrun gives local rank `rank` of `world` on one node."""
-    env = dict(base)
-    env.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world),
-        GROUP_RANK="0", GROUP_WORLD_SIZE="1", ROLE_RANK=str(rank), ROLE_WORLD_SIZE=str(world), ROLE_NAME="default",
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master_port),
-        TORCHELASTIC_RUN_ID=run, TORCHELASTIC_RESTART_COUNT="0", TORCHELASTIC_MAX_RESTARTS="0",
-    )
-    if world > 1:
-        env.setdefault("OMP_NUM_THREADS", "1")
-    return env
+def is_torchrun(command: list[str]) -> bool:
+    """Whether a rank command starts its ranks under torchrun."""
+    return command[1:3] == ["-m", "torch.distributed.run"] or Path(command[0]).name == "torchrun"
 
 
 def _start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -55,8 +58,51 @@ def _start(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Pop
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM every process still running, SIGKILL those left after the grace period."""
+def sort_lines(stream: BinaryIO, run: RunDir, default: str) -> None:
+    """Append the ranks' output to each rank's log until the stream ends. torchrun's tee writes each piece a rank
+    printed (a line, or a part of one) behind a `[defaultN]:` marker, so a marker routes what follows it to rankN.log
+    up to the next marker; text before any marker is `default`'s."""
+    files: dict[str, BinaryIO] = {}
+
+    def write(replica: str, text: bytes) -> None:
+        if text:
+            if replica not in files:
+                files[replica] = run.log(replica).open("ab")
+            files[replica].write(text)
+            files[replica].flush()
+
+    try:
+        for line in iter(stream.readline, b""):
+            position, replica = 0, default
+            for marker in RANK_MARKER.finditer(line):
+                write(replica, line[position:marker.start()])
+                position, replica = marker.end(), f"rank{int(marker[1])}"
+            write(replica, line[position:])
+    finally:
+        for file in files.values():
+            file.close()
+
+
+def child_groups(pid: int) -> list[int]:
+    """Children of pid that lead a process group of their own (torchrun's ranks), from /proc."""
+    groups = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            try:
+                if os.getpgid(child) == child:
+                    groups.append(child)
+            except ProcessLookupError:
+                pass
+    return sorted(set(groups))
+
+
+def _stop(processes: list[subprocess.Popen], rank_groups: list[int]) -> None:
+    """SIGTERM every process still running (torchrun passes it on to its ranks), SIGKILL those left after the grace
+    period, and the ranks' own process groups with them."""
     for process in processes:
         if process.poll() is None:
             process.terminate()
@@ -67,6 +113,7 @@ def _stop(processes: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    kill_groups(rank_groups, signal.SIGKILL)
 
 
 class Supervisor:
@@ -75,7 +122,10 @@ class Supervisor:
     def __init__(self, run: RunDir) -> None:
         self.run = run
         self.record: RunRecord = run.read_record()
+        self.torchrun = is_torchrun(self.record.command)
         self.signalled = False
+        self.sorter: threading.Thread | None = None
+        self.rank_groups: list[int] = []
 
     def cancelled(self) -> bool:
         """True once a cancel was asked for (marker file) or the supervisor was signalled."""
@@ -103,21 +153,37 @@ class Supervisor:
             time.sleep(0.5)
         return Outcome(Phase.FAILED, "rollout server not healthy in time", "rollout")
 
-    def _watch(self, ranks: list[subprocess.Popen], rollout: subprocess.Popen | None) -> Outcome:
-        """Poll until every rank succeeded, one failed, the rollout server died or the run was cancelled."""
+    def _watch(self, ranks: subprocess.Popen, rollout: subprocess.Popen | None) -> Outcome:
+        """Poll until the ranks succeeded or failed, the rollout server died or the run was cancelled; keeps the
+        ranks' process groups in rank-groups meanwhile."""
         while True:
             if self.cancelled():
                 return Outcome(Phase.CANCELLED, "cancelled")
-            codes = [rank.poll() for rank in ranks]
-            for index, code in enumerate(codes):
-                if code not in (None, 0):
-                    return Outcome(Phase.FAILED, f"rank {index} exited with {code}", f"rank{index}", code)
-            if all(code == 0 for code in codes):
+            if self.torchrun and (groups := child_groups(ranks.pid)) and not set(groups) <= set(self.rank_groups):
+                self.rank_groups = sorted(set(self.rank_groups) | set(groups))
+                self.run.rank_groups_file.write_text(" ".join(map(str, self.rank_groups)))
+            code = ranks.poll()
+            if code == 0:
                 return Outcome(Phase.SUCCEEDED, exit_code=0)
+            if code is not None:
+                return self._failure(code)
             if rollout is not None and rollout.poll() is not None:
                 return Outcome(Phase.FAILED, f"rollout server exited with {rollout.returncode}", "rollout",
                                rollout.returncode)
             time.sleep(POLL_S)
+
+    def _failure(self, code: int) -> Outcome:
+        """Which rank failed first and its exit code: torchrun's root cause, or the one process's own exit code."""
+        if self.sorter is not None:
+            self.sorter.join(timeout=STOP_GRACE_S)
+        if not self.torchrun:
+            return Outcome(Phase.FAILED, f"rank 0 exited with {code}", "rank0", code)
+        log = self.run.log("torchrun")
+        cause = ROOT_CAUSE.search(log.read_text(errors="replace")) if log.is_file() else None
+        if cause is None:
+            return Outcome(Phase.FAILED, f"torchrun exited with {code}", "torchrun", code)
+        rank, exit_code = int(cause[1]), int(cause[2])
+        return Outcome(Phase.FAILED, f"rank {rank} exited with {exit_code}", f"rank{rank}", exit_code)
 
     def _copy_logs(self) -> str:
         """Copy every log to the run's log URI; a note of what went wrong, empty when all went well."""
@@ -134,7 +200,8 @@ class Supervisor:
         return ""
 
     def _run(self, env: dict[str, str], processes: list[subprocess.Popen]) -> Outcome:
-        """Start the rollout server (if any) and the ranks, appending each to processes; how they ended."""
+        """Start the rollout server (if any), then the ranks (torchrun, or the one process of a stage that runs one),
+        appending each to processes; how they ended."""
         if self.cancelled():
             return Outcome(Phase.CANCELLED, "cancelled before it started")
         rollout = None
@@ -144,11 +211,14 @@ class Supervisor:
             not_ready = self._wait_healthy(rollout)
             if not_ready is not None:
                 return not_ready
-        port = free_port()
-        ranks = [_start(self.record.command, self.run.log(f"rank{rank}"),
-                        rank_env(env, rank, self.record.procs, port, self.record.name))
-                 for rank in range(self.record.procs)]
-        processes[:0] = ranks
+        for rank in range(self.record.procs):
+            self.run.log(f"rank{rank}").touch()
+        ranks = subprocess.Popen(self.record.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env={**env, "PYTHONUNBUFFERED": "1"})
+        processes.insert(0, ranks)
+        self.sorter = threading.Thread(target=sort_lines, name="sort-rank-lines", daemon=True,
+                                       args=(ranks.stdout, self.run, "torchrun" if self.torchrun else "rank0"))
+        self.sorter.start()
         return self._watch(ranks, rollout)
 
     def supervise(self) -> int:
@@ -162,7 +232,9 @@ class Supervisor:
         except OSError as exc:
             outcome = Outcome(Phase.FAILED, f"could not start the run: {exc}")
         finally:
-            _stop(processes)
+            _stop(processes, self.rank_groups)
+            if self.sorter is not None:
+                self.sorter.join(timeout=STOP_GRACE_S)
         note = self._copy_logs()
         message = "; ".join(part for part in (outcome.message, note) if part)
         self.run.write_result(RunResult(phase=outcome.phase, message=message, failed_replica=outcome.failed_replica,

@@ -9,7 +9,16 @@ import torch
 from simplear.config import SamplingConfig
 from simplear.model.prompt import GENERATION_PREFIX, negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
-from simplear.sampling.processing import SamplingModes
+
+
+@dataclass(frozen=True)
+class SamplingModes:
+    """Which optional steps some request of a batch needs: temperature, top-k/top-p, greedy rows, a penalty."""
+
+    scaled: bool
+    filtered: bool
+    greedy: bool
+    penalized: bool = False
 
 
 @dataclass(frozen=True)

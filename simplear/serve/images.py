@@ -9,7 +9,7 @@ from PIL import Image
 
 from simplear.config import VisionConfig
 from simplear.sampling.batch import Request
-from simplear.serve.engine import Engine
+from simplear.sampling.engine import SamplingEngine
 from simplear.vision import VisualTokenizer
 from simplear.vision.base import png_bytes, tensor_to_pil
 
@@ -35,7 +35,9 @@ class Generated:
 class ImageGenerator:
     """An engine and a visual tokenizer (None: codes only) turning a batch of requests into images."""
 
-    def __init__(self, engine: Engine, vision: VisionConfig, tokenizer: VisualTokenizer | None, device: str) -> None:
+    def __init__(
+        self, engine: SamplingEngine, vision: VisionConfig, tokenizer: VisualTokenizer | None, device: str
+    ) -> None:
         self.engine = engine
         self.vision = vision
         self.tokenizer = tokenizer

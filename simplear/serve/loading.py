@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from simplear.config import ServeConfig, ServeLimits, VisionConfig, get_preset
 from simplear.model.simplear_lm import SimpleARModel
-from simplear.serve.engine import build_engine
+from simplear.sampling.engine import build_engine
 from simplear.serve.images import ImageGenerator
 from simplear.vision import load_visual_tokenizer
 
@@ -24,7 +26,8 @@ def load_generator(config: ServeConfig) -> tuple[ImageGenerator, tuple[int, ...]
     source = "the random model" if config.random_init else config.model_dir
     vision = model.visual_tokenizer_config(config.preset, source, config.vision_checkpoint)
     tokenizer = None if config.codes_only else load_visual_tokenizer(vision, device=device, encoder=False)
-    engine = build_engine(config.engine, model, None if config.random_init else config.model_dir)
+    local_dir = None if config.random_init or not Path(config.model_dir).is_dir() else config.model_dir
+    engine = build_engine(config.engine, model.lm.device.type, model_dir=local_dir, model=model)
     resolutions = served_resolutions(config.limits, vision, engine.max_positions)
     return ImageGenerator(engine, vision, tokenizer, device), resolutions
 

@@ -79,9 +79,11 @@ class SimpleARPredictor(Model):
                 {"name": "resolution", "datatype": "INT32", "shape": [-1]}]
 
     def stop(self) -> None:
-        """Stop batching when KServe unloads the model."""
+        """Stop batching and release the engine when KServe unloads the model."""
         if self.batcher is not None:
             self.batcher.close()
+        if self.generator is not None:
+            self.generator.engine.shutdown()
         super().stop()
 
     def _prediction(self, result: Generated) -> dict:

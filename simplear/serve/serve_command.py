@@ -7,7 +7,7 @@ import argparse
 from pydantic import ValidationError
 
 from simplear.config import PRESETS, ServeBatching, ServeConfig, ServeLimits
-from simplear.serve.engine import ENGINES
+from simplear.sampling.engine import ENGINE_NAMES
 from simplear.serve.metrics import ServeMetrics
 from simplear.serve.model import SimpleARPredictor
 from simplear.serve.server import serve
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=config.preset, choices=sorted(PRESETS), help=_help(ServeConfig, "preset"))
     parser.add_argument("--vision-checkpoint", help=_help(ServeConfig, "vision_checkpoint"))
     parser.add_argument("--codes-only", action="store_true", help=_help(ServeConfig, "codes_only"))
-    parser.add_argument("--engine", default=config.engine, choices=sorted(ENGINES))
+    parser.add_argument("--engine", default=config.engine, choices=sorted(ENGINE_NAMES))
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--model-name", default=config.model_name, help="name in the routes: /v1/models/<name>:predict")
     parser.add_argument("--host", action="append", dest="hosts", metavar="HOST",

@@ -1,20 +1,33 @@
-"""Training checkpoints in the store: each rank uploads its files, rank 0 the manifest last; resume takes the newest."""
+"""Training checkpoints in the store: ranks upload on each save, rank 0 the manifest last; resume takes the newest."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from simplear.store import ARTIFACT_FORMAT, COPY_CHUNK, MANIFEST, Store, join
-from simplear.train import distributed
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from simplear.store import ARTIFACT_FORMAT, COPY_CHUNK, MANIFEST, Store, canonical, claim_settings, join
+from simplear.train import job
+
+log = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
 NOT_UPLOADED = frozenset({"training_args.bin"})
 """Trainer files resume does not read (a pickle of the run's arguments)."""
+SETTINGS_FILE = "train.json"
+MAY_CHANGE_ON_RESUME = frozenset({
+    "output", "max_steps", "max_minutes", "save_steps", "logging_steps", "tensorboard", "scratch",
+    "dataloader_workers", "gradient_checkpointing", "rollout", "rollout_url", "rollout_batch_size",
+})
+"""Fields a resumed run may change: how long and where it runs, how often it reports, not what it learns."""
+URI_FIELDS = ("data", "init_from", "prompts")
 
 
 def checkpoints_uri(output: str) -> str:
@@ -61,17 +74,17 @@ def publish_checkpoint(store: Store, local_dir: Path, uri: str) -> dict | None:
     of them. After every rank has uploaded its share, rank 0 writes the manifest, which makes the checkpoint
     complete; a crash before that leaves files the resume ignores.
     """
-    if distributed.rank() == 0:
+    if job.rank() == 0:
         store.delete(join(uri, MANIFEST))
-    held = distributed.all_gather(_local_files(local_dir) if local_dir.is_dir() else [])
+    held = job.all_gather(_local_files(local_dir) if local_dir.is_dir() else [])
     owner: dict[str, int] = {}
     for holder, paths in enumerate(held):
         for path in paths:
             owner.setdefault(path, holder)
-    mine = [path for path, holder in owner.items() if holder == distributed.rank()]
+    mine = [path for path, holder in owner.items() if holder == job.rank()]
     entries = [{"path": path, **_upload(store, local_dir / path, join(uri, path))} for path in mine]
-    uploaded = distributed.all_gather(entries)
-    if distributed.rank() != 0:
+    uploaded = job.all_gather(entries)
+    if job.rank() != 0:
         return None
     files = sorted((entry for entries in uploaded for entry in entries), key=lambda entry: entry["path"])
     manifest = {"format": ARTIFACT_FORMAT, "files": files}
@@ -84,3 +97,58 @@ def fetch_checkpoint(store: Store, uri: str, local_dir: Path) -> Path:
     shutil.rmtree(local_dir, ignore_errors=True)
     store.get_artifact(uri, local_dir)
     return local_dir
+
+
+class StoreCheckpointCallback(TrainerCallback):
+    """On every save, all ranks upload their part of checkpoint-N to `<output>/checkpoints/checkpoint-N`."""
+
+    def __init__(self, store: Store, output: str) -> None:
+        self.store = store
+        self.output = output
+
+    def on_save(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+    ) -> TrainerControl:
+        """Upload the checkpoint just written under args.output_dir; rank 0 writes its manifest last."""
+        local = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        uri = checkpoint_uri(self.output, state.global_step)
+        if publish_checkpoint(self.store, local, uri) is not None:
+            log.info("checkpoint %s is complete", uri)
+        shutil.rmtree(local, ignore_errors=True)
+        return control
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """The checkpoint a run continues from: its step, store URI and this rank's local copy."""
+
+    step: int
+    uri: str
+    local_dir: Path
+
+
+def train_settings(config: job.RunConfig) -> dict:
+    """What a run's checkpoints depend on (nested blocks flattened to `block.field`); a resume must match them."""
+    settings: dict = {}
+    for name, value in config.model_dump(mode="json", exclude=set(MAY_CHANGE_ON_RESUME)).items():
+        if name in URI_FIELDS and value:
+            value = canonical(value)
+        if isinstance(value, dict):
+            settings.update({f"{name}.{field}": inner for field, inner in value.items()})
+        else:
+            settings[name] = value
+    return settings
+
+
+def find_resume_point(store: Store, config: job.RunConfig, local_dir: Path) -> ResumePoint | None:
+    """Check the run's settings, then rank 0 picks the newest complete checkpoint; every rank downloads it.
+
+    None on a fresh run; SettingsChanged when the output holds a run of other settings.
+    """
+    claim_settings(store, config.output, SETTINGS_FILE, train_settings(config), "train", "--output")
+    found = latest_checkpoint(store, config.output) if job.rank() == 0 else None
+    latest = job.broadcast_from_rank0(found)
+    if latest is None:
+        return None
+    step, uri = latest
+    return ResumePoint(step, uri, fetch_checkpoint(store, uri, local_dir / uri.rstrip("/").rsplit("/", 1)[-1]))

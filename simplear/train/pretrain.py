@@ -2,35 +2,77 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+from importlib import resources
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainingArguments
 from transformers.integrations import unset_hf_deepspeed_config
 
-from simplear.config import TrainConfig, VisionConfig
-from simplear.model.simplear_lm import SimpleARModel
+from simplear.config import PRESETS, TrainConfig, VisionConfig, get_preset
+from simplear.model.simplear_lm import CODEBOOK_KEY, SimpleARModel
 from simplear.store import Store, join
-from simplear.train import distributed
-from simplear.train.checkpoint_callback import StoreCheckpointCallback
-from simplear.train.collator import CodeCollator
-from simplear.train.deepspeed_config import deepspeed_config
-from simplear.train.metrics_callback import MetricsCallback
-from simplear.train.model_init import dataset_vision, initial_model
-from simplear.train.run_support import (
-    FINAL_DIR,
-    TrainResult,
-    find_resume_point,
-    metric_sinks,
-    rank_workdir,
-    uses_bf16,
-)
-from simplear.train.token_dataset import TokenDataset, repeats_for
-from simplear.train.token_records import TokenRecords
+from simplear.train import job
+from simplear.train.checkpoints import StoreCheckpointCallback, find_resume_point
+from simplear.train.job import FINAL_DIR, TrainResult, rank_workdir, uses_bf16
+from simplear.train.metrics import MetricsCallback, metric_sinks
+from simplear.train.token_data import CodeCollator, TokenDataset, TokenRecords, repeats_for
 
 log = logging.getLogger(__name__)
+
+
+def deepspeed_config(zero_stage: int) -> dict:
+    """A fresh copy of the packaged DeepSpeed config for ZeRO stage 2 or 3."""
+    if zero_stage not in (2, 3):
+        raise ValueError(f"no packaged DeepSpeed config for ZeRO stage {zero_stage}; use 2 or 3")
+    return json.loads(resources.files("simplear.train").joinpath("deepspeed", f"zero{zero_stage}.json").read_text())
+
+
+def dataset_vision(config: TrainConfig, tokens: dict) -> VisionConfig:
+    """The visual tokenizer a token dataset was made with (its manifest's `tokens` block): the preset's when of the
+    same kind, else the first preset's of that kind, at the dataset's resolution and with its checkpoint."""
+    vision = get_preset(config.preset).vision
+    kind = tokens.get("vision", vision.kind)
+    if kind != vision.kind:
+        vision = next(preset.vision for preset in PRESETS.values() if preset.vision.kind == kind)
+    update = {"resolution": tokens.get("resolution", vision.resolution)}
+    if tokens.get("vision_checkpoint"):
+        update["checkpoint"] = tokens["vision_checkpoint"]
+    return VisionConfig(**{**vision.model_dump(), **update})
+
+
+def initial_model(config: TrainConfig, codebook_size: int, store: Store,
+                  vision: VisionConfig | None = None) -> SimpleARModel:
+    """The fp32 model `config.init` names, checked to hold the dataset's codes; without vision.json, `vision` (the
+    token dataset's visual tokenizer) or else the preset's."""
+    if config.init == "random":
+        preset = get_preset(config.preset)
+        if config.shape is not None:
+            preset = preset.model_copy(update={"shape": config.shape})
+        if preset.vision.codebook_size != codebook_size:
+            raise ValueError(
+                f"preset {preset.name!r} has {preset.vision.codebook_size} visual codes but the token dataset "
+                f"{config.data} has {codebook_size}"
+            )
+        model = SimpleARModel.random_init(preset, seed=config.seed)
+    elif config.init == "text_lm":
+        model = SimpleARModel.from_text_lm_dir(str(config.init_from), codebook_size, store=store)
+    else:
+        model = SimpleARModel.load(str(config.init_from), store=store)
+        if model.vocab.codebook_size != codebook_size:
+            raise ValueError(
+                f"{config.init_from} writes {model.vocab.codebook_size} visual codes but the token dataset "
+                f"{config.data} has {codebook_size}"
+            )
+    model.vision = model.visual_tokenizer_config(config.preset, str(config.init_from or "the random model"),
+                                                 fallback=vision)
+    model.lm.config.architectures = ["Qwen2ForCausalLM"]
+    setattr(model.lm.config, CODEBOOK_KEY, model.vocab.codebook_size)
+    model.lm.train()
+    return model
 
 
 def training_arguments(config: TrainConfig, output_dir: Path) -> TrainingArguments:
@@ -74,13 +116,13 @@ def save_final(
     trainer.save_model(str(local_dir))
     unset_hf_deepspeed_config()
     uri = join(config.output, FINAL_DIR)
-    if distributed.rank() == 0:
+    if job.rank() == 0:
         dtype = torch.bfloat16 if uses_bf16(config) else torch.float32
         final = SimpleARModel.load(local_dir, dtype=dtype)
         final.vision = vision
         final.save(uri, store=store)
         log.info("final model saved to %s", uri)
-    distributed.barrier()
+    job.barrier()
     return uri
 
 
@@ -93,9 +135,9 @@ def train(config: TrainConfig, store: Store | None = None) -> TrainResult:
     model = initial_model(config, records.codebook_size, store, vision)
     args = training_arguments(config, workdir / "run")
     resume = find_resume_point(store, config, workdir / "resume")
-    if resume and distributed.rank() == 0:
+    if resume and job.rank() == 0:
         log.info("resuming from %s (step %d)", resume.uri, resume.step)
-    sequences_per_step = config.batch_size * config.grad_accum * distributed.world_size()
+    sequences_per_step = config.batch_size * config.grad_accum * job.world_size()
     dataset = TokenDataset(
         records,
         model.tokenizer,

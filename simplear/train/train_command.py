@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from simplear.config import GRPOTrainConfig, TrainConfig
-from simplear.train import distributed
+from simplear.train import job
 
 SHARED_FLAGS: dict[str, dict] = {
     "--stage": {"choices": ["pretrain", "sft", "grpo"], "help": "which stage this run is"},
@@ -164,7 +164,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig | GRPOTrainConfig:
 def _log_progress_to_stderr() -> None:
     """Show the platform's INFO messages (resume point, checkpoints, final model), tagged with the rank."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(f"%(asctime)s rank{distributed.rank()} %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(f"%(asctime)s rank{job.rank()} %(name)s: %(message)s"))
     logger = logging.getLogger("simplear")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -182,9 +182,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         from simplear.train.pretrain import train
 
-    distributed.ensure_launch_env()
+    job.ensure_launch_env()
     _log_progress_to_stderr()
     result = train(config)
-    if distributed.rank() == 0:
+    if job.rank() == 0:
         print(json.dumps({"final": result.final, "steps": result.steps, "resumed_from": result.resumed_from}))
     return 0

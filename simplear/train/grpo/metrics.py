@@ -7,8 +7,7 @@ import time
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from simplear.train.grpo.rollout_function import RolloutFunction
-from simplear.train.grpo.step_times import StepTimes
-from simplear.train.metrics_callback import MetricsSink
+from simplear.train.metrics import MetricsSink, StepTimes
 
 TRL_KEYS: dict[str, str] = {
     "loss": "loss",

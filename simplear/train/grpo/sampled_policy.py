@@ -1,4 +1,6 @@
-"""The policy GRPO optimises is the one that sampled the rollouts: plain (no CFG) or guided (the CFG distribution).
+"""trl's GRPOTrainer optimising the policy that sampled the rollouts, in a prompt order that a resume replays.
+
+The policy GRPO optimises is the one that sampled the rollouts: plain (no CFG) or guided (the CFG distribution).
 
 trl's GRPOTrainer scores completions with the conditional model over its whole vocabulary. Our rollouts are drawn
 by the sampler among the visual codes only, with temperature, top-k / top-p and, for `guided`, classifier-free
@@ -8,13 +10,17 @@ reference) with the sampler's own distribution:
 
 - plain: log_softmax(l_c / T) over the codes, l_c the conditional code logits (upstream's policy: trl 69ad852e's
   vLLM rollouts carry no CFG, and its `_get_per_token_logps` is the conditional model's);
-- guided: log_softmax(g / T) with g = l_u + s (l_c - l_u) on code log-softmaxes (`processing.guided_logprobs`), from
+- guided: log_softmax(g / T) with g = l_u + s (l_c - l_u) on code log-softmaxes (`sampler.guided_logprobs`), from
   a forward pass of the conditional row and of the unconditional row `<negative prompt> + codes` that the sampler
   decoded beside it; gradients flow through both rows.
 
 Top-k / top-p keep the codes the sampler kept (chosen without gradient) and renormalise over them, as it does.
 The code logits [rows, completion, codes] are materialised per chunk of `batch_size` rows; trl's fused head avoids
 that for the full vocabulary, which is not the distribution sampled here.
+
+trl's RepeatSampler draws every epoch's order from one generator that keeps running from epoch to epoch. A run
+resumed in a later epoch starts that generator afresh and so trains on other prompts than the run it continues.
+Reseeding at `set_epoch`, which the HF Trainer calls before every epoch (the resumed one included), fixes that.
 """
 
 from __future__ import annotations
@@ -23,14 +29,40 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from trl.trainer.utils import maybe_gather_lm_head_ctx
+from torch.utils.data import Dataset, Sampler
+from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler, maybe_gather_lm_head_ctx
 
 from simplear.config import GRPOTrainConfig, SamplingConfig
 from simplear.model.prompt import negative_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.model.vocab import VisualVocab
-from simplear.sampling.processing import SamplingModes, guided_logprobs, target_probs
-from simplear.train.grpo.resumable_order import ResumableGRPOTrainer
+from simplear.sampling.batch import SamplingModes
+from simplear.sampling.sampler import guided_logprobs, target_probs
+
+
+class EpochSeededRepeatSampler(RepeatSampler):
+    """RepeatSampler whose shuffle of epoch e comes from a generator seeded with seed + e."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the shuffle for `epoch`."""
+        if self.shuffle:
+            self.generator.manual_seed(self.seed + epoch)
+
+
+class ResumableGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose training prompts come in the same order however often the run is resumed."""
+
+    def _get_train_sampler(self, dataset: Dataset | None = None) -> Sampler:
+        """trl's repeat sampler (groups, steps per generation, iterations), seeded per epoch."""
+        return EpochSeededRepeatSampler(
+            data_source=self.train_dataset if dataset is None else dataset,
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            shuffle=self.shuffle_dataset,
+            seed=self.args.seed,
+        )
 
 
 @dataclass(frozen=True)

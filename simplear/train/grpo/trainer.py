@@ -5,7 +5,7 @@ from anywhere, and everything else GRPO needs is trl's tested code: groups of `n
 normalised per group, the clipped ratio and its loss variants, the KL to a reference model, per-reward and KL / clip
 logging, and, through the HF Trainer it extends, optimizer, schedule, DDP, checkpoints and resume. What is ours: the
 rollout function (weights pushed to the RolloutClient, CFG sampling, images decoded for the rewards), the rewards,
-the prompt source, and one override that makes the prompt order survive a resume (resumable_order.py).
+the prompt source, and one override that makes the prompt order survive a resume (sampled_policy.py).
 trl's policy log-probabilities are the conditional model's over its whole vocabulary, while the sampler draws only
 among visual codes; after SFT the model puts (almost) all of its mass on codes after `<|soi|>`, so the two agree.
 """
@@ -16,34 +16,26 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from trl import GRPOConfig
 
 from simplear.config import GRPOTrainConfig, VisionConfig
 from simplear.model.simplear_lm import QWEN2_ARCHITECTURE, SimpleARModel
 from simplear.store import Store, is_s3, join
-from simplear.train import distributed
-from simplear.train.checkpoint_callback import StoreCheckpointCallback
+from simplear.train import job
+from simplear.train.checkpoints import ResumePoint, StoreCheckpointCallback, find_resume_point
 from simplear.train.grpo.metrics import GRPOMetricsCallback
-from simplear.train.grpo.prompt_source import load_prompts, prompt_dataset
 from simplear.train.grpo.reward_curve import draw_reward_curve, reward_curve
-from simplear.train.grpo.rollout_clients import rollout_client
-from simplear.train.grpo.rollout_function import RolloutFunction
+from simplear.train.grpo.rewards import TrlReward, build_rewards
+from simplear.train.grpo.rollout_function import RolloutFunction, load_prompts, prompt_dataset, rollout_client
 from simplear.train.grpo.sampled_policy import SampledPolicy, SampledPolicyTrainer
-from simplear.train.grpo.step_times import StepTimes
-from simplear.train.grpo.time_limit import TimeLimitCallback
-from simplear.train.grpo.trainer_args import grpo_arguments
-from simplear.train.grpo.trl_rewards import TrlReward
-from simplear.train.rewards import build_rewards
-from simplear.train.run_support import (
-    FINAL_DIR,
-    METRICS_LOG,
-    ResumePoint,
-    TrainResult,
-    find_resume_point,
-    metric_sinks,
-    rank_workdir,
-)
+from simplear.train.job import FINAL_DIR, TrainResult, rank_workdir, uses_bf16
+from simplear.train.metrics import METRICS_LOG, StepTimes, metric_sinks
 from simplear.vision import load_visual_tokenizer
 from simplear.vision.base import png_bytes
 
@@ -60,6 +52,67 @@ class GRPOResult(TrainResult):
     """A finished GRPO run: final model, steps, resume point, and its reward curve (one point per logged step)."""
 
     reward_curve: list[dict]
+
+
+def grpo_arguments(config: GRPOTrainConfig, output_dir: Path, num_codes: int) -> GRPOConfig:
+    """The trainer's arguments (the log-probabilities themselves come from sampled_policy.py)."""
+    on_cpu = not torch.cuda.is_available()
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        use_cpu=on_cpu,
+        ddp_backend="gloo" if on_cpu and job.world_size() > 1 else None,
+        bf16=uses_bf16(config),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        num_generations=config.num_generations,
+        max_completion_length=num_codes,
+        temperature=config.sampling.temperature,
+        num_iterations=config.num_iterations,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        beta=config.beta,
+        use_bias_correction_kl=config.kl_ratio_weighted,
+        epsilon=config.epsilon,
+        epsilon_high=config.epsilon_high,
+        loss_type=config.loss_type,
+        scale_rewards=config.scale_rewards,
+        reward_weights=[reward.weight for reward in config.rewards],
+        gradient_checkpointing=config.gradient_checkpointing,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        logging_steps=config.logging_steps,
+        report_to=[],
+        seed=config.seed,
+        data_seed=config.seed,
+    )
+
+
+class TimeLimitCallback(TrainerCallback):
+    """After the first optimizer step that ends past `minutes` of training in this process, save and stop."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = minutes * 60.0
+        self.started = 0.0
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+    ) -> None:
+        """Start the clock (a resumed run gets its budget afresh)."""
+        self.started = time.monotonic()
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: object
+    ) -> TrainerControl:
+        """Stop after this step, with a checkpoint, when the time is up."""
+        if time.monotonic() - self.started >= self.seconds:
+            control.should_training_stop = True
+            control.should_save = True
+        return control
 
 
 def load_policy(config: GRPOTrainConfig, store: Store, local_dir: Path) -> SimpleARModel:
@@ -146,16 +199,16 @@ def train_grpo(config: GRPOTrainConfig, store: Store | None = None) -> GRPOResul
     """Run (or resume) GRPO; every rank of a torchrun job calls this, each sampling its own share of the prompts."""
     store = store or Store()
     run = build_run(config, store)
-    if run.resume and distributed.rank() == 0:
+    if run.resume and job.rank() == 0:
         log.info("resuming from %s (step %d)", run.resume.uri, run.resume.step)
     run.trainer.train(resume_from_checkpoint=str(run.resume.local_dir) if run.resume else None)
     final, curve = join(config.output, FINAL_DIR), []
-    if distributed.rank() == 0:
+    if job.rank() == 0:
         run.model.lm = run.trainer.accelerator.unwrap_model(run.trainer.model)
         run.model.save(final, store=store)
         curve = save_reward_curve(store, config)
         log.info("final model saved to %s", final)
-    distributed.barrier()
+    job.barrier()
     shutil.rmtree(run.workdir, ignore_errors=True)
     resumed_from = run.resume.uri if run.resume else None
     return GRPOResult(final, run.trainer.state.global_step, resumed_from, curve)

@@ -1,51 +1,218 @@
-"""The rollout server's FastAPI app: /generate, /weights (store reload) and /weights/nccl/* (GPU broadcast),
-/weights/layout, /health, with a policy version.
+"""`simplear rollout-server`: rollouts (codes + log-probabilities) and weight pushes over HTTP, with a policy version.
 
-Every push is checked against the served layout (weight_layout.py) before anything is loaded: a refused push leaves
-the engine serving the weights it has, at the same policy version.
+The FastAPI app serves /generate, /weights (store reload) and /weights/nccl/* (GPU broadcast), /weights/layout and
+/health. Every push is checked against the served layout (weight_sync.py) before anything is loaded: a refused push
+leaves the engine serving the weights it has, at the same policy version. Many rollouts may sample the current policy
+at once; a weight update waits for them and runs alone.
 """
 
 from __future__ import annotations
 
+import argparse
+import socket
+import sys
+import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request
+import uvicorn
+from fastapi import FastAPI
+from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simplear.config import RolloutServerConfig
-from simplear.sampling.vllm_engine import CfgPairSplit, VllmEngine
+from simplear.child_server import ChildServer
+from simplear.config import RolloutServerConfig, SamplingConfig, VllmEngineConfig
+from simplear.model.prompt import GENERATION_PREFIX, NEGATIVE_TEXT
+from simplear.sampling.batch import Request
+from simplear.sampling.engine import SamplingEngine, build_engine, engine_dtype, resolved_device
+from simplear.sampling.vllm.engine import CfgPairSplit, VllmEngine
 from simplear.store import ArtifactNotFound, Store, StoreError
-from simplear.train.rollout.http_schemas import (
-    GenerateRequest,
-    GenerateResponse,
-    HealthResponse,
-    NcclInitRequest,
-    NcclUpdateRequest,
-    WeightsRequest,
-    WeightsResponse,
-)
-from simplear.train.rollout.policy_lock import PolicyLock
-from simplear.train.rollout.request_checks import BadRequest, describe, to_requests
-from simplear.train.rollout.rollout_engine import RolloutEngine
-from simplear.train.rollout.weight_layout import (
+from simplear.train.rollout.weight_sync import (
     Layout,
     WeightLayoutMismatch,
     check_layout,
     checkpoint_layout,
     layout_to_json,
+    served_layout,
 )
 
+_DEFAULTS = SamplingConfig()
 NCCL_WORKERS = 1  # vLLM workers of the engine (no tensor parallelism): the trainer makes the NCCL group one larger
 INIT_FIELDS = frozenset({"master_address", "master_port", "rank_offset", "world_size", "packed"})
+
+
+class Body(BaseModel):
+    """Base of every body: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerateRequest(Body):
+    """Prompts, images per prompt, codes per image and sampling parameters shared by every image.
+
+    Image k (prompt k // n, sample k % n) uses seeds[k], or seed + k when seeds is absent. The sampling
+    fields are checked against SamplingConfig's bounds.
+    """
+
+    prompts: list[str] = Field(min_length=1, description="captions; the server adds the t2i template")
+    prefix: str = Field(default=GENERATION_PREFIX, description="put before every caption")
+    n: int = Field(default=1, ge=1, description="images per prompt (a GRPO group)")
+    num_codes: int = Field(gt=0, description="visual codes per image")
+    cfg_scale: float = _DEFAULTS.cfg_scale
+    temperature: float = _DEFAULTS.temperature
+    top_k: int = _DEFAULTS.top_k
+    top_p: float = _DEFAULTS.top_p
+    negative_prompt: str | None = None
+    repetition_penalty: float | None = Field(default=1.0, description="None: the checkpoint's generation_config.json")
+    seed: int = _DEFAULTS.seed
+    seeds: list[int] | None = Field(default=None, description="one per image, prompt-major")
+    return_uncond: bool = Field(default=False, description="vllm only: also return the unconditional rows' codes")
+    force_split_s: float = Field(
+        default=0.0, ge=0.0, le=10.0,
+        description="vllm only, fault injection for tests: add unconditional rows this much later, unpaired",
+    )
+
+
+class GenerateResponse(Body):
+    """Codes and their sampling log-probabilities, one row per image, and the policy version that drew them."""
+
+    codes: list[list[int]]
+    logprobs: list[list[float]]
+    policy_version: int
+    engine: str
+    uncond_codes: list[list[int]] | None = None
+
+
+class WeightsRequest(Body):
+    """Where the trainer saved the new policy (a complete checkpoint artifact: manifest last)."""
+
+    uri: str = Field(min_length=1)
+
+
+class NcclInitRequest(Body):
+    """vLLM weight-transfer init info (master address and port, rank offset, world size) for the NCCL group."""
+
+    init_info: dict[str, Any]
+
+
+class NcclUpdateRequest(Body):
+    """vLLM weight-transfer update info: names, dtype_names and shapes of the parameters about to be broadcast."""
+
+    update_info: dict[str, Any]
+
+
+class WeightsResponse(Body):
+    """The policy version now served and how long loading took."""
+
+    policy_version: int
+    seconds: float
+
+
+class HealthResponse(Body):
+    """Liveness, engine, policy version, CFG pairs failed for decoding apart, and how weights may be pushed."""
+
+    status: str
+    engine: str
+    policy_version: int
+    max_positions: int
+    codebook_size: int
+    cfg_pairs_failed: int
+    weight_sync: list[str] = Field(description="how pushes may arrive: store, and nccl where the server takes it")
+    nccl_world_size: int = Field(description="the server's ranks in an NCCL weight-push group")
+
+
+class PolicyLock:
+    """A readers-writer lock that prefers writers, so a weight push is not starved by a stream of rollouts."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def sampling(self) -> Iterator[None]:
+        """Hold the policy for one rollout; others may sample at the same time."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing and not self._writers_waiting)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def updating(self) -> Iterator[None]:
+        """Hold the policy alone, after every rollout in flight has finished."""
+        with self._cond:
+            self._writers_waiting += 1
+            self._cond.wait_for(lambda: not self._writing and not self._readers)
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+class BadRequest(ValueError):
+    """A request the server refuses: answered 400 with this message."""
+
+
+def to_requests(body: GenerateRequest, engine: SamplingEngine, config: RolloutServerConfig) -> list[Request]:
+    """One Request per image, prompt-major, each with its own seed; BadRequest on anything out of bounds."""
+    images = len(body.prompts) * body.n
+    if images > config.max_images_per_request:
+        raise BadRequest(f"{images} images requested; at most {config.max_images_per_request} per request")
+    if body.seeds is not None and len(body.seeds) != images:
+        raise BadRequest(f"seeds has {len(body.seeds)} entries but {len(body.prompts)} prompts x n={body.n} "
+                         f"make {images} images")
+    if (body.return_uncond or body.force_split_s) and engine.name != "vllm":
+        raise BadRequest(f"return_uncond and force_split_s only apply to the vllm engine; this is {engine.name}")
+    _check_lengths(body, engine, config)
+    seeds = body.seeds or [body.seed + k for k in range(images)]
+    try:
+        params = [SamplingConfig(cfg_scale=body.cfg_scale, temperature=body.temperature, top_k=body.top_k,
+                                 top_p=body.top_p, seed=seed, negative_prompt=body.negative_prompt,
+                                 repetition_penalty=body.repetition_penalty) for seed in seeds]
+    except ValidationError as err:
+        raise BadRequest(describe(err.errors())) from None
+    return [Request(prompt=body.prompts[k // body.n], params=params[k], prefix=body.prefix) for k in range(images)]
+
+
+def _check_lengths(body: GenerateRequest, engine: SamplingEngine, config: RolloutServerConfig) -> None:
+    """Prompts non-empty and short enough that prompt + codes fit the model's positions."""
+    texts = [*body.prompts, NEGATIVE_TEXT if body.negative_prompt is None else body.negative_prompt]
+    for index, text in enumerate(texts):
+        name = "negative_prompt" if index == len(body.prompts) else f"prompts[{index}]"
+        if index < len(body.prompts) and not text.strip():
+            raise BadRequest(f"{name} is empty")
+        if len(text) > config.max_prompt_chars:
+            raise BadRequest(f"{name} has {len(text)} characters; at most {config.max_prompt_chars}")
+        needed = engine.prompt_tokens(text) + body.num_codes
+        if needed > engine.max_positions:
+            raise BadRequest(f"{name} takes {needed - body.num_codes} tokens; with num_codes={body.num_codes} that "
+                             f"is {needed} positions, the model has {engine.max_positions}")
+
+
+def describe(errors: Sequence[dict[str, Any]]) -> str:
+    """Pydantic / FastAPI validation errors as one line: `field: message; ...`."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors)
 
 
 class ServedPolicy:
     """The engine, the version of the weights it samples from, and the lock that keeps rollouts and updates apart."""
 
-    def __init__(self, engine: RolloutEngine, layout: Layout) -> None:
+    def __init__(self, engine: SamplingEngine, layout: Layout) -> None:
         self.engine = engine
         self.layout = layout
         self.version = 0
@@ -55,7 +222,7 @@ class ServedPolicy:
         self.nccl_pending: dict | None = None
 
 
-def nccl_refusal(engine: RolloutEngine, config: RolloutServerConfig) -> str | None:
+def nccl_refusal(engine: SamplingEngine, config: RolloutServerConfig) -> str | None:
     """Why this server takes no NCCL pushes, or None when it does (vLLM engine, NCCL weight transfer, a GPU)."""
     if not isinstance(engine, VllmEngine):
         return f"the {engine.name} engine takes weights through the store only (NCCL needs --engine vllm)"
@@ -66,7 +233,7 @@ def nccl_refusal(engine: RolloutEngine, config: RolloutServerConfig) -> str | No
     return None
 
 
-def build_app(engine: RolloutEngine, config: RolloutServerConfig, store: Store, layout: Layout) -> FastAPI:
+def build_app(engine: SamplingEngine, config: RolloutServerConfig, store: Store, layout: Layout) -> FastAPI:
     """The HTTP API over one engine serving `layout`; the engine is shut down with the app."""
 
     @asynccontextmanager
@@ -79,23 +246,23 @@ def build_app(engine: RolloutEngine, config: RolloutServerConfig, store: Store, 
     refusal = nccl_refusal(engine, config)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_body(request: Request, err: RequestValidationError) -> JSONResponse:
+    async def invalid_body(request: HttpRequest, err: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": describe(err.errors())}, status_code=400)
 
     @app.exception_handler(BadRequest)
-    async def bad_request(request: Request, err: BadRequest) -> JSONResponse:
+    async def bad_request(request: HttpRequest, err: BadRequest) -> JSONResponse:
         return JSONResponse({"error": str(err)}, status_code=400)
 
     @app.exception_handler(WeightLayoutMismatch)
-    async def mismatch(request: Request, err: WeightLayoutMismatch) -> JSONResponse:
+    async def mismatch(request: HttpRequest, err: WeightLayoutMismatch) -> JSONResponse:
         return JSONResponse({"error": str(err)}, status_code=400)
 
     @app.exception_handler(CfgPairSplit)
-    async def pair_split(request: Request, err: CfgPairSplit) -> JSONResponse:
+    async def pair_split(request: HttpRequest, err: CfgPairSplit) -> JSONResponse:
         return JSONResponse({"error": str(err)}, status_code=500)
 
     @app.exception_handler(Exception)
-    async def failed(request: Request, err: Exception) -> JSONResponse:
+    async def failed(request: HttpRequest, err: Exception) -> JSONResponse:
         return JSONResponse({"error": f"{type(err).__name__}: {err}"}, status_code=500)
 
     @app.get("/health")
@@ -196,3 +363,84 @@ def build_app(engine: RolloutEngine, config: RolloutServerConfig, store: Store, 
         return WeightsResponse(policy_version=policy.version, seconds=time.perf_counter() - start)
 
     return app
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Model, engine, address, limits and the vLLM engine's settings."""
+    defaults, vllm = RolloutServerConfig.model_fields, VllmEngineConfig()
+    parser.add_argument("--model", required=True, help="initial policy: checkpoint directory or store URI")
+    parser.add_argument("--engine", choices=["torch", "vllm"], default="torch",
+                        help="vllm needs vLLM (the rollout image; .venv-vllm here)")
+    parser.add_argument("--device", help="default: cuda when available, else cpu")
+    parser.add_argument("--host", action="append", dest="hosts",
+                        help="address to bind, repeatable (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=defaults["port"].default)
+    parser.add_argument("--max-images-per-request", type=int, default=defaults["max_images_per_request"].default)
+    parser.add_argument("--torch-batch-size", type=int, default=defaults["torch_batch_size"].default)
+    parser.add_argument("--scratch", help="directory for downloaded weights (default: a temp dir)")
+    parser.add_argument("--vllm-kv-cache-gib", type=int, default=vllm.kv_cache_gib)
+    parser.add_argument("--vllm-gpu-memory-utilization", type=float, default=vllm.gpu_memory_utilization)
+    parser.add_argument("--vllm-max-num-seqs", type=int, default=vllm.max_num_seqs)
+    parser.add_argument("--vllm-max-model-len", type=int)
+    parser.add_argument("--vllm-dtype", choices=["auto", "float32", "bfloat16"], default=vllm.dtype)
+    parser.add_argument("--vllm-scheduler", choices=["pair", "vllm"], default=vllm.scheduler,
+                        help="pair: CFG pairs admitted together; vllm: vLLM's own (splits pairs; for comparison)")
+    parser.add_argument("--weight-transfer", choices=["store", "nccl", "auto"], default=vllm.weight_transfer,
+                        help="nccl: also take NCCL broadcasts from trainer rank 0 (vllm on GPU); auto: nccl when the "
+                             "engine is vllm on a GPU, else store")
+
+
+def config_from_args(args: argparse.Namespace) -> RolloutServerConfig:
+    """The validated config, or a one-line exit naming the bad value."""
+    device = args.device or resolved_device()
+    transfer = args.weight_transfer
+    if transfer == "auto":
+        transfer = "nccl" if args.engine == "vllm" and device.startswith("cuda") else "store"
+    try:
+        return RolloutServerConfig(
+            model=args.model, engine=args.engine, device=device, hosts=tuple(args.hosts or ("127.0.0.1",)),
+            port=args.port,
+            max_images_per_request=args.max_images_per_request, torch_batch_size=args.torch_batch_size,
+            scratch=args.scratch,
+            vllm=VllmEngineConfig(
+                kv_cache_gib=args.vllm_kv_cache_gib, gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+                max_num_seqs=args.vllm_max_num_seqs, max_model_len=args.vllm_max_model_len, dtype=args.vllm_dtype,
+                scheduler=args.vllm_scheduler, weight_transfer=transfer,
+            ),
+        )
+    except ValidationError as err:
+        raise SystemExit(f"simplear rollout-server: {err}") from None
+
+
+def start_engine(config: RolloutServerConfig, model_dir: Path) -> tuple[SamplingEngine, Layout]:
+    """The SamplingEngine the config names over a local checkpoint, and the layout of the weights it serves."""
+    device = config.device or resolved_device()
+    engine = build_engine(config.engine, device, model_dir=model_dir, batch_size=config.torch_batch_size,
+                          vllm=config.vllm)
+    return engine, served_layout(model_dir, engine_dtype(config.engine, device, config.vllm))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the initial policy, start the engine, serve until SIGTERM / Ctrl-C."""
+    config = config_from_args(args)
+    store = Store()
+    if config.scratch:
+        Path(config.scratch).mkdir(parents=True, exist_ok=True)
+    with store.local_dir(config.model, config.scratch) as model_dir:
+        engine, layout = start_engine(config, model_dir)
+        app = build_app(engine, config, store, layout)
+        sockets = [socket.create_server((host, config.port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+                   for host in config.hosts]
+        where = ", ".join(f"http://{host}:{config.port}" for host in config.hosts)
+        print(f"simplear rollout-server: {engine.name} engine on {where}", flush=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=sockets)
+    return 0
+
+
+class RolloutServerProcess(ChildServer):
+    """A rollout server child run by `python` (e.g. .venv-vllm's), ready once /health answers."""
+
+    def __init__(self, args: list[str], python: str | Path = sys.executable, startup_timeout_s: float = 300.0,
+                 env: dict[str, str] | None = None) -> None:
+        super().__init__(["rollout-server", *args], "--port", "/health", python=python, env=env,
+                         startup_timeout_s=startup_timeout_s)
