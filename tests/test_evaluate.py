@@ -123,16 +123,16 @@ def test_a_rerun_with_other_settings_is_refused_naming_them(
     out = tmp_path / "out"
     base = ["evaluate", "--prompts", str(prompts), "--out", str(out), "--resolution", "16", "--no-progress",
             "--device", "cpu"]
-    assert main([*base, "--random-init", "--n", "1"]) == 0
+    assert main([*base, "--random-init", "--images-per-prompt", "1"]) == 0
     kept = out / "00000" / "samples" / "0000.png"
     before = kept.stat().st_mtime_ns
-    assert main([*base, "--random-init", "--n", "1"]) == 0
+    assert main([*base, "--random-init", "--images-per-prompt", "1"]) == 0
     assert kept.stat().st_mtime_ns == before, "a resume with the same settings redoes nothing"
     capsys.readouterr()
     for change, named in (
-        (["--random-init", "--n", "2"], "images_per_prompt: 1 there, 2 now"),
-        (["--random-init", "--n", "1", "--cfg-scale", "3"], "cfg_scale: 6.0 there, 3.0 now"),
-        (["--model", str(policies["initial"]), "--n", "1"], "model: 'random-init:tiny' there"),
+        (["--random-init", "--images-per-prompt", "2"], "images_per_prompt: 1 there, 2 now"),
+        (["--random-init", "--images-per-prompt", "1", "--cfg-scale", "3"], "cfg_scale: 6.0 there, 3.0 now"),
+        (["--model", str(policies["initial"]), "--images-per-prompt", "1"], "model: 'random-init:tiny' there"),
     ):
         assert main([*base, *change]) == 1
         (error,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("simplear evaluate")]
@@ -224,6 +224,6 @@ def test_simplear_protocol_on_the_command_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(list((tmp_path / "out" / "00001" / "samples").iterdir())) == 4
     for flags, message in ((["--cfg-scale", "5"], "drop cfg_scale 5"), (["--negative-prompt", ""], "negative prompt"),
-                           (["--n", "2"], "4 images per prompt")):
+                           (["--images-per-prompt", "2"], "4 images per prompt")):
         done = evaluate(*flags)
         assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

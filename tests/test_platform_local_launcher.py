@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import time
@@ -10,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from simplear.cli import COMMANDS
 from simplear.platform.launcher import Phase, RunHandle, StageFailed
 from simplear.platform.local_launcher import LocalLauncher
 from simplear.platform.local_process import local_status, process_alive
 from simplear.platform.local_runs import RunDir, list_runs
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
+from simplear.platform.stages import STAGES
 from simplear.s3_server import EmbeddedS3
 from simplear.store import Store
 
@@ -48,7 +52,7 @@ def wait_until_running(launcher: LocalLauncher, handle: RunHandle) -> None:
 def test_ranks_start_under_torchrun_with_their_pytorchjobs_arguments(launcher: LocalLauncher) -> None:
     """A distributed stage's command is torchrun over its ranks on 127.0.0.1, running the `simplear` arguments of its
     PyTorchJob's container; a stage of one process runs as in its pod, without torchrun."""
-    from test_platform_support import chart_platform_config
+    from helpers import chart_platform_config
 
     from simplear.platform.manifests.pytorchjob import rank_command
 
@@ -61,6 +65,21 @@ def test_ranks_start_under_torchrun_with_their_pytorchjobs_arguments(launcher: L
         cluster.index("simplear") + 1:]
     shapes = launcher._record("shapes", StageSpec(name="s", args=("--n", "2"))).command
     assert "torch.distributed.run" not in shapes and shapes[-3:] == ["shapes", "--n", "2"]
+
+
+@pytest.mark.parametrize("stage", [name for name, kind in STAGES.items() if kind.distributed])
+def test_torchrun_passes_every_option_of_a_distributed_stage_through(stage: str) -> None:
+    """torchrun's own parser (torch/distributed/run.py, `training_script ...` after `-m`) reads every argument up
+    front on Python 3.11, so a stage option that is a prefix of several of torchrun's (`--n`: `--nnodes`,
+    `--nproc-per-node`, ...) ends the job with "ambiguous option" before the stage starts, locally and in the pod."""
+    from torch.distributed.run import get_args_parser
+
+    subcommand = STAGES[stage].command
+    parser = argparse.ArgumentParser()
+    importlib.import_module(COMMANDS[subcommand[0]][0]).add_arguments(parser)
+    options = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    parsed = get_args_parser().parse_args(["--nproc-per-node=2", "-m", "simplear.cli", *subcommand, *options])
+    assert parsed.training_script == "simplear.cli" and parsed.training_script_args == [*subcommand, *options]
 
 
 def test_shapes_run_writes_to_the_store_and_copies_its_logs(tmp_path: Path, s3_server: EmbeddedS3,

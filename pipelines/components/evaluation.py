@@ -23,7 +23,7 @@ def evaluate(backend: str, runs_dir: str, root: str, run_id: str, stage: str, pr
 
     out = join(root, "eval", stage)
     args = ["--model", model.metadata["uri"], "--prompts", prompts.metadata["eval_prompts"], "--out", out,
-            "--n", images_per_prompt, "--no-progress", "--batch-size", batch_size,
+            "--images-per-prompt", images_per_prompt, "--no-progress", "--batch-size", batch_size,
             "--protocol", protocol, "--seed", seed]
     if score_shapes:
         args += ["--score-shapes"]

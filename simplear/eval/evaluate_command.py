@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", required=True,
                         help="geneval: evaluation_metadata.jsonl; dpg: a folder of <id>.txt (path or store URI)")
     parser.add_argument("--out", required=True, help="output folder (path or store URI)")
-    parser.add_argument("--n", type=int, default=4, help="images per prompt (GenEval; DPG always tiles 4)")
+    parser.add_argument("--images-per-prompt", type=int, default=4,
+                        help="images per prompt (GenEval; DPG always tiles 4)")
     parser.add_argument("--score-shapes", action="store_true", help="score with the exact shapes scorer (rank 0)")
     parser.add_argument("--no-progress", action="store_true")
     add_model_arguments(parser)
@@ -46,7 +47,7 @@ def evaluate_settings(args: argparse.Namespace, sampling: SamplingConfig, vision
         "benchmark": args.benchmark,
         "prompts": canonical(args.prompts),
         "num_prompts": num_prompts,
-        "images_per_prompt": 4 if args.benchmark == "dpg" else args.n,
+        "images_per_prompt": 4 if args.benchmark == "dpg" else args.images_per_prompt,
         "model": f"random-init:{args.preset}" if args.random_init else canonical(args.model),
         "vision": vision.kind,
         "vision_checkpoint": vision.checkpoint and canonical(vision.checkpoint),
@@ -58,9 +59,9 @@ def evaluate_settings(args: argparse.Namespace, sampling: SamplingConfig, vision
 def run(args: argparse.Namespace) -> int:
     """Generate this rank's part; rank 0 prints the shapes summary when asked to score."""
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    if args.n < 1 or args.batch_size < 1 or not 0 <= rank < world:
-        raise SystemExit("simplear evaluate: need --n >= 1, --batch-size >= 1 and 0 <= RANK < WORLD_SIZE")
-    if args.protocol == "simplear" and args.n != SIMPLEAR_IMAGES_PER_PROMPT:
+    if args.images_per_prompt < 1 or args.batch_size < 1 or not 0 <= rank < world:
+        raise SystemExit("simplear evaluate: need --images-per-prompt >= 1, --batch-size >= 1 and 0 <= RANK < WORLD_SIZE")
+    if args.protocol == "simplear" and args.images_per_prompt != SIMPLEAR_IMAGES_PER_PROMPT:
         raise SystemExit(f"simplear evaluate: protocol simplear draws {SIMPLEAR_IMAGES_PER_PROMPT} images per prompt")
     try:
         sampling = protocol_sampling(args.protocol, sampling_from_args("evaluate", args))
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         run_dpg(sampler, tokenizer, prompts, args.out, sampling, grid, args.batch_size, rank, world, store, progress,
                 args.protocol)
         return 0
-    summary = run_geneval(sampler, tokenizer, prompts, args.out, args.n, sampling, grid, args.batch_size, rank,
+    summary = run_geneval(sampler, tokenizer, prompts, args.out, args.images_per_prompt, sampling, grid, args.batch_size, rank,
                           world, args.score_shapes, store, progress=progress, protocol=args.protocol)
     if summary is not None:
         print(json.dumps({"per_tag": asdict(summary)["per_tag"], "overall": summary.overall}))
