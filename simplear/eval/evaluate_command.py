@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     """Generate this rank's part; rank 0 prints the shapes summary when asked to score."""
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if args.images_per_prompt < 1 or args.batch_size < 1 or not 0 <= rank < world:
-        raise SystemExit("simplear evaluate: need --images-per-prompt >= 1, --batch-size >= 1 and 0 <= RANK < WORLD_SIZE")
+        raise SystemExit("simplear evaluate: need --images-per-prompt >= 1, --batch-size >= 1 "
+                         "and 0 <= RANK < WORLD_SIZE")
     if args.protocol == "simplear" and args.images_per_prompt != SIMPLEAR_IMAGES_PER_PROMPT:
         raise SystemExit(f"simplear evaluate: protocol simplear draws {SIMPLEAR_IMAGES_PER_PROMPT} images per prompt")
     try:
@@ -82,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
         run_dpg(sampler, tokenizer, prompts, args.out, sampling, grid, args.batch_size, rank, world, store, progress,
                 args.protocol)
         return 0
-    summary = run_geneval(sampler, tokenizer, prompts, args.out, args.images_per_prompt, sampling, grid, args.batch_size, rank,
-                          world, args.score_shapes, store, progress=progress, protocol=args.protocol)
+    summary = run_geneval(sampler, tokenizer, prompts, args.out, args.images_per_prompt, sampling, grid,
+                          args.batch_size, rank, world, args.score_shapes, store, progress=progress,
+                          protocol=args.protocol)
     if summary is not None:
         print(json.dumps({"per_tag": asdict(summary)["per_tag"], "overall": summary.overall}))
     return 0
