@@ -50,7 +50,7 @@ from simplear.platform.manifests import (
 from simplear.platform.stage_spec import RolloutSpec, StageSpec
 from simplear.platform.stages import STAGES
 from simplear.sampling.batch import Request, SamplingModes
-from simplear.sampling.sampler import guided_logprobs, target_probs
+from simplear.sampling.distribution import guided_logprobs, target_probs
 from simplear.train.rollout.client import HttpRolloutClient
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,8 @@ from simplear.config import SamplingConfig
 from simplear.model.prompt import negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request
-from simplear.sampling.sampler import Sampler, guided_logprobs
+from simplear.sampling.distribution import guided_logprobs
+from simplear.sampling.sampler import Sampler
 
 CAPTIONS = ["a red circle", "two blue squares left of a green cross above a yellow triangle", "a photo of a cross"]
 

@@ -11,7 +11,8 @@ from simplear.config import SamplingConfig
 from simplear.model.prompt import negative_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request, SamplingModes
-from simplear.sampling.sampler import Sampler, guided_logprobs, target_probs
+from simplear.sampling.distribution import guided_logprobs, target_probs
+from simplear.sampling.sampler import Sampler
 
 CAPTION = "a red circle left of a blue square"
 

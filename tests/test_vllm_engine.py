@@ -20,7 +20,7 @@ from helpers import assert_push_serves_trained_policy, hf_guided_logprobs, post,
 from simplear.config import SamplingConfig
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request, SamplingModes
-from simplear.sampling.sampler import target_probs
+from simplear.sampling.distribution import target_probs
 from simplear.store import Store
 from simplear.train.rollout.client import HttpRolloutClient
 from simplear.train.rollout.server import RolloutServerProcess

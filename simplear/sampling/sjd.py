@@ -16,7 +16,7 @@ import torch
 from simplear.model.vocab import VisualVocab
 from simplear.sampling.batch import PromptBatch
 from simplear.sampling.decoder import Decoder
-from simplear.sampling.sampler import categorical, guided_logprobs, target_probs, uniform
+from simplear.sampling.distribution import categorical, guided_logprobs, target_probs, uniform
 
 _ACCEPT, _NEXT, _DRAFT = 0, 1, 2
 

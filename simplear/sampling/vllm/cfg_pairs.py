@@ -32,7 +32,7 @@ from vllm.v1.request import Request
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
-from simplear.sampling.sampler import repetition_penalized
+from simplear.sampling.distribution import repetition_penalized
 from simplear.sampling.vllm.engine import CfgRow, cfg_row
 
 logger = init_logger(__name__)

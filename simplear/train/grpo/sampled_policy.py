@@ -38,7 +38,7 @@ from simplear.model.prompt import negative_prompt
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.model.vocab import VisualVocab
 from simplear.sampling.batch import SamplingModes
-from simplear.sampling.sampler import guided_logprobs, target_probs
+from simplear.sampling.distribution import guided_logprobs, target_probs
 
 
 class EpochSeededRepeatSampler(RepeatSampler):
