@@ -68,7 +68,7 @@ def train(data: Path, init: Path, out: Path, args: argparse.Namespace) -> list[d
                "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
                "--zero-stage", str(args.zero_stage), "--p-drop-cond", "0",
                "--max-prompt-tokens", str(args.prompt_tokens),
-               "--long-captions-only", "--logging-steps", "1", "--save-steps", str(args.steps), "--warmup-steps", "1",
+               "--no-sample-short", "--logging-steps", "1", "--save-steps", str(args.steps), "--warmup-steps", "1",
                "--no-tensorboard", *(["--gradient-checkpointing"] if args.gradient_checkpointing else [])]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:

@@ -174,6 +174,36 @@ def test_cli_builds_grpo_configs_and_refuses_other_stages_flags(
     assert "--beta not used by --stage pretrain" in capsys.readouterr().err
 
 
+def test_train_flags_are_generated_from_both_stage_configs() -> None:
+    """Every scalar field of TrainConfig and GRPOTrainConfig (GRPO's rollout sampling included) is a flag of
+    `simplear train` with the field's type and choices; a boolean field is --x / --no-x; a flag of the other
+    stage's config is refused."""
+    import argparse
+
+    from simplear.config import TrainConfig
+    from simplear.config.flags import flag_name, scalar_type
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    options = {option for action in parser._actions for option in action.option_strings}
+    fields = [(name, info) for model in (TrainConfig, GRPOTrainConfig) for name, info in model.model_fields.items()]
+    assert [name for name, info in fields if scalar_type(info.annotation) and flag_name(name) not in options] == []
+    assert {"--cfg-scale", "--top-k", "--no-sample-short", "--kl-ratio-weighted", "--no-tensorboard"} <= options
+    grpo = ["--stage", "grpo", "--prompts", "p", "--init-from", "m", "--output", "o", "--max-steps", "2"]
+    config = config_from_args(parser.parse_args([*grpo, "--kl-ratio-weighted", "--no-tensorboard", "--top-k", "7",
+                                                 "--rollout-sync-port", "123"]))
+    assert (config.kl_ratio_weighted, config.tensorboard, config.sampling.top_k, config.rollout_sync_port) == (
+        True, False, 7, 123)
+    pretrain = ["--stage", "pretrain", "--data", "d", "--output", "o", "--max-steps", "2"]
+    config = config_from_args(parser.parse_args([*pretrain, "--no-sample-short", "--zero-stage", "3"]))
+    assert (config.sample_short, config.zero_stage) == (False, 3)
+    with pytest.raises(ValueError, match="--policy, --top-k not used by --stage pretrain"):
+        config_from_args(parser.parse_args([*pretrain, "--top-k", "3", "--policy", "plain"]))
+    for bad in (["--zero-stage", "4"], ["--max-steps", "two"], ["--policy", "sharp"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+
+
 def test_prompt_source_chooses_captions_and_keeps_metadata_exact(shapes_meta: str, tmp_path: Path) -> None:
     """short / long / mixed captions; metadata survives the dataset exactly; a YAML mix selects records."""
     records = [json.loads(line) for line in Path(shapes_meta).read_text().splitlines()]

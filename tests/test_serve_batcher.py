@@ -58,7 +58,7 @@ def batcher(calls: Calls, **batching: float) -> tuple[Batcher, CollectorRegistry
 def test_requests_within_the_window_share_one_call(generator: ImageGenerator) -> None:
     """Six requests arriving within the window are one generator call; each gets its own seed back."""
     calls = Calls(generator)
-    batch, _ = batcher(calls, max_batch=16, window_ms=300)
+    batch, _ = batcher(calls, max_batch=16, batch_window_ms=300)
 
     async def run() -> list[list[Generated]]:
         return await asyncio.gather(*(batch.submit([spec(f"shape {i}", seed=i)]) for i in range(6)))
@@ -71,7 +71,7 @@ def test_requests_within_the_window_share_one_call(generator: ImageGenerator) ->
 def test_max_batch_splits_a_burst(generator: ImageGenerator) -> None:
     """Five images with max_batch 2 take three calls of at most two."""
     calls = Calls(generator)
-    batch, _ = batcher(calls, max_batch=2, window_ms=50)
+    batch, _ = batcher(calls, max_batch=2, batch_window_ms=50)
 
     async def run() -> None:
         await asyncio.gather(*(batch.submit([spec("a square", seed=i)]) for i in range(5)))
@@ -83,7 +83,7 @@ def test_max_batch_splits_a_burst(generator: ImageGenerator) -> None:
 def test_resolutions_never_share_a_call(generator: ImageGenerator) -> None:
     """64 px and 32 px images arriving together are decoded in separate calls, each at its own size."""
     calls = Calls(generator)
-    batch, _ = batcher(calls, max_batch=16, window_ms=200)
+    batch, _ = batcher(calls, max_batch=16, batch_window_ms=200)
 
     async def run() -> list[list[Generated]]:
         specs = [spec("a circle", seed=i, resolution=64 if i % 2 else 32) for i in range(6)]
@@ -100,9 +100,9 @@ def test_resolutions_never_share_a_call(generator: ImageGenerator) -> None:
 def test_batched_codes_equal_the_codes_alone(generator: ImageGenerator) -> None:
     """The same seed gives the same codes decoded alone or inside a batch."""
     alone_calls = Calls(generator)
-    alone_batcher, _ = batcher(alone_calls, max_batch=1, window_ms=0)
+    alone_batcher, _ = batcher(alone_calls, max_batch=1, batch_window_ms=0)
     together_calls = Calls(generator)
-    together_batcher, _ = batcher(together_calls, max_batch=8, window_ms=300)
+    together_batcher, _ = batcher(together_calls, max_batch=8, batch_window_ms=300)
     mine = spec("a pink cross", seed=77)
 
     async def alone() -> Generated:
@@ -120,7 +120,7 @@ def test_batched_codes_equal_the_codes_alone(generator: ImageGenerator) -> None:
 def test_full_queue_refuses_a_whole_request(generator: ImageGenerator) -> None:
     """With 2 of 3 places taken, a 2-image request is refused whole and a 1-image request still admitted."""
     calls = Calls(generator)
-    batch, registry = batcher(calls, max_batch=16, window_ms=500, queue_limit=3)
+    batch, registry = batcher(calls, max_batch=16, batch_window_ms=500, queue_limit=3)
 
     async def run() -> tuple[int, str, list[Generated], list[Generated]]:
         first = asyncio.create_task(batch.submit([spec("a", 1), spec("b", 2)]))
@@ -142,7 +142,7 @@ def test_deadline_withdraws_queued_images_before_any_work(generator: ImageGenera
     """Images still waiting at their deadline leave the queue unanswered by the generator: only the running call ran."""
     gate = threading.Event()
     calls = Calls(generator, gate)
-    batch, registry = batcher(calls, max_batch=1, window_ms=0, deadline_s=0.5)
+    batch, registry = batcher(calls, max_batch=1, batch_window_ms=0, deadline_s=0.5)
 
     async def run() -> tuple[BaseException | list[Generated], ...]:
         running = asyncio.create_task(batch.submit([spec("running", 1)]))
@@ -170,7 +170,7 @@ def test_deadline_while_running_keeps_the_batch_for_the_others(generator: ImageG
     """A request expiring inside a running call is answered at once; the call finishes for the other request."""
     gate = threading.Event()
     calls = Calls(generator, gate)
-    batch, registry = batcher(calls, max_batch=2, window_ms=3500, deadline_s=4.0)
+    batch, registry = batcher(calls, max_batch=2, batch_window_ms=3500, deadline_s=4.0)
 
     async def run() -> tuple[BaseException | list[Generated], ...]:
         early = asyncio.create_task(batch.submit([spec("early", 1)]))
@@ -192,7 +192,7 @@ def test_deadline_while_running_keeps_the_batch_for_the_others(generator: ImageG
 def test_a_failing_call_fails_its_requests_and_the_batcher_goes_on(generator: ImageGenerator) -> None:
     """An image of no codes (a 0 px resolution validation would refuse) fails its call; the next one is served."""
     calls = Calls(generator)
-    batch, _ = batcher(calls, max_batch=1, window_ms=0)
+    batch, _ = batcher(calls, max_batch=1, batch_window_ms=0)
 
     async def run() -> list[Generated]:
         with pytest.raises(IndexError):

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from simplear.cli import main
 from simplear.config import PRESETS, ServeBatching, ServeConfig, ServeLimits
+from simplear.config.flags import flag_name
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.serve.loading import load_generator, served_resolutions
 from simplear.serve.metrics import ServeMetrics
@@ -44,7 +45,7 @@ def test_arguments_fill_the_typed_config() -> None:
         "--max-images-per-request", "3", "--max-prompt-chars", "50", "--max-prompt-tokens", "60",
         "--resolutions", "64", "32", "--codes-only", "--device", "cpu",
     )
-    assert config.batching == ServeBatching(max_batch=4, window_ms=5, queue_limit=9, deadline_s=2.5)
+    assert config.batching == ServeBatching(max_batch=4, batch_window_ms=5, queue_limit=9, deadline_s=2.5)
     assert config.limits == ServeLimits(max_images_per_request=3, max_prompt_chars=50, max_prompt_tokens=60,
                                         resolutions=(64, 32))
     assert (config.random_init, config.codes_only, config.hosts, config.http_port, config.model_name, config.device) \
@@ -111,3 +112,22 @@ def test_codes_only_predictor_answers_codes_on_v1_and_v2() -> None:
     codes = next(o for o in response["outputs"] if o["name"] == "codes")
     assert codes["shape"] == [1, 256] and codes["data"] == prediction["codes"]
     assert [o["name"] for o in model.get_output_types()] == ["codes", "seed", "resolution"]
+
+
+def test_every_field_of_the_serve_config_is_a_flag() -> None:
+    """The flags are generated from ServeConfig (simplear.config.flags): each scalar field, its batching's and its
+    limits' has one, typed as the field; a boolean field has --x / --no-x; Literal fields offer their values."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    options = {option for action in parser._actions for option in action.option_strings}
+    fields = [*ServeConfig.model_fields, *ServeBatching.model_fields, *ServeLimits.model_fields]
+    missing = [name for name in fields if flag_name(name) not in options and name not in ("hosts", "batching",
+                                                                                            "limits")]
+    assert missing == []
+    assert {"--codes-only", "--no-codes-only", "--host"} <= options
+    config = parse("--random-init", "--codes-only", "--engine", "torch", "--max-body-bytes", "99")
+    assert (config.codes_only, config.engine, config.limits.max_body_bytes) == (True, "torch", 99)
+    assert parse("--random-init", "--no-codes-only").codes_only is False
+    for bad in (["--engine", "tensorrt"], ["--http-port", "eighty"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)

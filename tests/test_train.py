@@ -542,7 +542,7 @@ def test_single_process_sft_starts_from_the_pretrained_model(zero2_run: Run, tmp
     command = [
         sys.executable, "-m", "simplear.cli", "train", "--stage", "sft", "--init", "checkpoint",
         "--init-from", join(zero2_run.output, "final"), "--data", zero2_run.data, "--output", output,
-        "--long-captions-only", "--max-steps", "4", "--batch-size", "4", "--learning-rate", "1e-3",
+        "--no-sample-short", "--max-steps", "4", "--batch-size", "4", "--learning-rate", "1e-3",
         "--save-steps", "2", "--logging-steps", "1", "--precision", "fp32", "--scratch", str(tmp_path / "scratch"),
         "--no-tensorboard",
     ]  # fmt: skip

@@ -35,15 +35,15 @@ class TrainConfig(Strict):
     stage: Literal["pretrain", "sft"]
     data: str = Field(description="token dataset root (complete: has manifest.json), local path or store URI")
     output: str = Field(description="run root: checkpoints/, logs/, tensorboard/ and final/ go under it")
-    init: Literal["random", "text_lm", "checkpoint"] = "random"
+    init: Literal["random", "text_lm", "checkpoint"] = Field(default="random", description="what the model starts from")
     init_from: str | None = Field(default=None, description="text LM directory or previous stage's model URI")
-    preset: str = "tiny"
+    preset: str = Field(default="tiny", description="model shape of a random init, visual tokenizer of the data")
     shape: ModelShape | None = Field(default=None, description="transformer shape of a random init; None = preset's")
-    zero_stage: Literal[2, 3] = 2
+    zero_stage: Literal[2, 3] = Field(default=2, description="DeepSpeed ZeRO stage")
     precision: Literal["auto", "bf16", "fp32"] = Field(default="auto", description="auto: bf16 on GPU, fp32 on CPU")
-    max_steps: int = Field(gt=0)
+    max_steps: int = Field(gt=0, description="optimizer steps to train for")
     batch_size: int = Field(default=8, gt=0, description="sequences per device per micro-step")
-    grad_accum: int = Field(default=1, gt=0)
+    grad_accum: int = Field(default=1, gt=0, description="micro-steps per optimizer step")
     learning_rate: float = Field(default=1e-4, gt=0)
     lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
     warmup_steps: int = Field(default=0, ge=0)
@@ -55,11 +55,11 @@ class TrainConfig(Strict):
     p_drop_cond: float = Field(default=0.1, ge=0, le=1, description="share of prompts dropped to <|t2i|><|soi|>")
     sample_short: bool = Field(default=True, description="pick the short or long caption at random; False = long")
     max_prompt_tokens: int = Field(default=128, ge=2, description="longer prompts keep their head and <|soi|>")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(default=False, description="recompute activations in the backward pass")
     dataloader_workers: int = Field(default=0, ge=0)
-    save_steps: int = Field(default=500, gt=0)
-    logging_steps: int = Field(default=10, gt=0)
-    tensorboard: bool = True
+    save_steps: int = Field(default=500, gt=0, description="checkpoint to the store every this many steps")
+    logging_steps: int = Field(default=10, gt=0, description="write a metrics row every this many steps")
+    tensorboard: bool = Field(default=True, description="write TensorBoard event files beside the JSONL metrics")
     scratch: str | None = Field(default=None, description="local directory for this rank's files; None = temp dir")
     seed: int = Field(default=0, ge=0)
 
@@ -136,9 +136,9 @@ class GRPOTrainConfig(Strict):
     )
     num_generations: int = Field(default=4, ge=2, description="images per prompt: one group")
     batch_size: int = Field(default=16, gt=0, description="images per device per micro-step")
-    grad_accum: int = Field(default=1, gt=0)
+    grad_accum: int = Field(default=1, gt=0, description="micro-steps per optimizer step")
     num_iterations: int = Field(default=1, gt=0, description="optimizer passes over each batch of rollouts")
-    max_steps: int = Field(gt=0)
+    max_steps: int = Field(gt=0, description="optimizer steps to train for")
     max_minutes: float | None = Field(
         default=None, gt=0, description="stop (with a checkpoint) once this process has trained this long"
     )
@@ -156,10 +156,10 @@ class GRPOTrainConfig(Strict):
     loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = "grpo"
     scale_rewards: Literal["group", "batch", "none"] = "group"
     precision: Literal["auto", "bf16", "fp32"] = Field(default="auto", description="auto: bf16 on GPU, fp32 on CPU")
-    gradient_checkpointing: bool = False
-    save_steps: int = Field(default=50, gt=0)
-    logging_steps: int = Field(default=1, gt=0)
-    tensorboard: bool = True
+    gradient_checkpointing: bool = Field(default=False, description="recompute activations in the backward pass")
+    save_steps: int = Field(default=50, gt=0, description="checkpoint to the store every this many steps")
+    logging_steps: int = Field(default=1, gt=0, description="write a metrics row every this many steps")
+    tensorboard: bool = Field(default=True, description="write TensorBoard event files beside the JSONL metrics")
     scratch: str | None = Field(default=None, description="local directory for this rank's files; None = temp dir")
     seed: int = Field(default=0, ge=0)
 

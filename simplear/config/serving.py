@@ -28,7 +28,7 @@ class ServeBatching(Strict):
     """Dynamic batching of the model server: how images are grouped into sampler calls and how long they may wait."""
 
     max_batch: int = Field(default=16, gt=0, description="images decoded in one sampler call; 1 turns batching off")
-    window_ms: float = Field(
+    batch_window_ms: float = Field(
         default=10.0, ge=0.0, le=10_000.0, description="how long the oldest waiting image waits for others to join"
     )
     queue_limit: int = Field(default=256, gt=0, description="images waiting to be decoded; beyond it requests get 503")
@@ -36,8 +36,9 @@ class ServeBatching(Strict):
 
     @model_validator(mode="after")
     def _window_within_deadline(self) -> ServeBatching:
-        if self.window_ms / 1000.0 >= self.deadline_s:
-            raise ValueError(f"batch window {self.window_ms:g} ms must be shorter than deadline {self.deadline_s:g} s")
+        if self.batch_window_ms / 1000.0 >= self.deadline_s:
+            raise ValueError(f"batch window {self.batch_window_ms:g} ms must be shorter than deadline "
+                             f"{self.deadline_s:g} s")
         return self
 
 

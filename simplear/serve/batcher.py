@@ -1,7 +1,7 @@
 """Dynamic batching: images that arrive within a short window share one sampler call, one resolution per call.
 
 Each image is a job in the queue of its resolution. One worker task takes the queue whose oldest job is oldest,
-waits until that job has waited `window_ms` (or `max_batch` jobs are there), and runs up to `max_batch` jobs as
+waits until that job has waited `batch_window_ms` (or `max_batch` jobs are there), and runs up to `max_batch` jobs as
 one call of the generator in a single worker thread, so the event loop keeps answering while the model runs.
 A request is admitted whole or refused with QueueFull when `queue_limit` images are waiting. At its deadline a
 request is answered with DeadlineExceeded, and a request whose client left is cancelled: either way its jobs still
@@ -153,7 +153,7 @@ class Batcher:
 
     async def _next_batch(self) -> list[Job]:
         """Jobs of the resolution whose oldest job is oldest, once it has waited the window or the batch is full."""
-        window = self.config.window_ms / 1000.0
+        window = self.config.batch_window_ms / 1000.0
         while True:
             queue = min((q for q in self._queues.values() if q), key=lambda q: q[0].arrived, default=None)
             if queue is None:
