@@ -202,6 +202,14 @@ def test_train_flags_are_generated_from_both_stage_configs() -> None:
     for bad in (["--zero-stage", "4"], ["--max-steps", "two"], ["--policy", "sharp"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
+    as_json = GRPOTrainConfig(prompts="p", init_from="m", output="o", max_steps=2, beta=0.1).model_dump_json()
+    config = config_from_args(parser.parse_args(["--stage", "grpo", "--config-json", as_json, "--beta", "0.2"]))
+    assert (config.prompts, config.beta) == ("p", 0.2)
+    for argv, message in ((["--config-json", "{not json"], "--config-json is not JSON"),
+                          (["--stage", "sft", "--config-json", as_json], "--stage sft but the config is stage 'grpo'"),
+                          (["--config-json", "[1]"], "must be a mapping")):
+        with pytest.raises(ValueError, match=message):
+            config_from_args(parser.parse_args(argv))
 
 
 def test_prompt_source_chooses_captions_and_keeps_metadata_exact(shapes_meta: str, tmp_path: Path) -> None:

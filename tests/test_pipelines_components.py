@@ -27,6 +27,7 @@ from pipelines.components.evaluation import evaluate  # noqa: E402
 from pipelines.components.existing import existing_model  # noqa: E402
 from pipelines.components.plan import plan_run  # noqa: E402
 from pipelines.components.stage_support import platform_config  # noqa: E402
+from pipelines.components.training import pretrain  # noqa: E402
 from simplear.compiled_pipelines import COMPILED_DIR  # noqa: E402
 from simplear.config import get_preset  # noqa: E402
 from simplear.model.simplear_lm import SimpleARModel  # noqa: E402
@@ -112,6 +113,30 @@ def test_an_incomplete_checkpoint_is_refused_as_a_starting_point(kfp_local: Path
     (half / "config.json").write_text("{}")
     with pytest.raises(RuntimeError, match="existing-model"):
         existing_model(backend="local", uri=str(half))
+
+
+def test_a_training_component_refuses_a_bad_config_before_any_run_starts(
+    kfp_local: Path, tmp_path_factory: pytest.TempPathFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A training step builds its stage's TrainConfig and passes it as --config-json: a value the config refuses
+    fails the step with pydantic's message, and no pretrain run is started."""
+    outside = tmp_path_factory.mktemp("outside-workspace")
+    runs, root = outside / "runs", outside / "store" / "run"
+
+    def pretrain_sawtooth(runs_dir, root):  # noqa: ANN001 - kfp reads the real types set below
+        data = shapes_data(backend="local", runs_dir=runs_dir, root=root, data_root=root, run_id="5", name="d",
+                           images=4, seed=3, eval_per_tag=1, timeout_minutes=5).outputs["data"]
+        pretrain(backend="local", runs_dir=runs_dir, root=root, run_id="5", preset="tiny", steps=4, batch_size=2,
+                 learning_rate=1e-3, lr_schedule="sawtooth", weight_decay=0.0, loss_on="codes", procs_per_node=1,
+                 timeout_minutes=5, tokens=data)
+
+    pretrain_sawtooth.__annotations__ = {"runs_dir": str, "root": str}
+    with pytest.raises(RuntimeError, match="pretrain"):
+        dsl.pipeline(pretrain_sawtooth)(runs_dir=str(runs), root=str(root))
+    captured = capfd.readouterr()
+    assert "lr_schedule" in captured.out + captured.err
+    listed = jobs_list(runs)
+    assert "shapes-d-" in listed and "pretrain" not in listed
 
 
 def test_cluster_components_read_the_mounted_platform_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,15 +21,17 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
              save_steps: int = 100, nodes: int = 1, text_lm: str = "") -> None:
     """Next-token pretraining on token shards of a random-init model of the preset or, given `text_lm`, of that
     Qwen2.5 text LM with the visual codes added to its vocabulary; the final checkpoint."""
+    from simplear.config import TrainConfig
     from simplear.store import join
 
     out = join(root, "models", "pretrain")
-    init = ["--init", "text_lm", "--init-from", text_lm] if text_lm else []
-    args = ["--data", tokens.metadata["uri"], "--output", out, "--preset", preset, *init,
-            "--max-steps", steps, "--batch-size", batch_size, "--learning-rate", learning_rate,
-            "--lr-schedule", lr_schedule, "--weight-decay", weight_decay, "--loss-on", loss_on,
-            "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps,
-            "--logging-steps", max(1, min(10, steps // 10))]
+    config = TrainConfig(
+        stage="pretrain", data=tokens.metadata["uri"], output=out, preset=preset,
+        init="text_lm" if text_lm else "random", init_from=text_lm or None, max_steps=steps, batch_size=batch_size,
+        learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, loss_on=loss_on,
+        warmup_steps=max(1, steps // 20), save_steps=save_steps, logging_steps=max(1, min(10, steps // 10)),
+    )
+    args = ["--config-json", config.model_dump_json(exclude_defaults=True)]
     seconds = run_stage(backend, runs_dir, "pretrain", "pretrain", args, procs_per_node, timeout_minutes, run_id,
                         nodes=nodes)
     store = backend_store(backend)
@@ -45,14 +47,17 @@ def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_s
         tokens: Input[Dataset], init: Input[Model], model: Output[Model], metrics: Output[Metrics],
         save_steps: int = 100, nodes: int = 1) -> None:
     """Supervised fine-tuning of a checkpoint on token shards; the final checkpoint."""
+    from simplear.config import TrainConfig
     from simplear.store import join
 
     out = join(root, "models", "sft")
-    args = ["--data", tokens.metadata["uri"], "--output", out, "--init", "checkpoint",
-            "--init-from", init.metadata["uri"], "--max-steps", steps, "--batch-size", batch_size,
-            "--learning-rate", learning_rate, "--lr-schedule", lr_schedule, "--weight-decay", weight_decay,
-            "--loss-on", loss_on, "--warmup-steps", max(1, steps // 20), "--save-steps", save_steps,
-            "--logging-steps", max(1, min(10, steps // 10))]
+    config = TrainConfig(
+        stage="sft", data=tokens.metadata["uri"], output=out, init="checkpoint", init_from=init.metadata["uri"],
+        max_steps=steps, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
+        weight_decay=weight_decay, loss_on=loss_on, warmup_steps=max(1, steps // 20), save_steps=save_steps,
+        logging_steps=max(1, min(10, steps // 10)),
+    )
+    args = ["--config-json", config.model_dump_json(exclude_defaults=True)]
     seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes, run_id, nodes=nodes)
     store = backend_store(backend)
     publish(model, join(out, "final"), {"stage": "sft", "steps": steps, "run": out})
@@ -77,29 +82,24 @@ def grpo(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps
     """
     import base64
 
+    from simplear.config import GRPOTrainConfig, RewardSpec, RolloutSampling
     from simplear.store import join
     from simplear.train.grpo.reward_curve import reward_curve as curve_points
 
     if rollout not in ("in_process", "server"):
         raise ValueError(f"rollout must be in_process or server, not {rollout!r}")
     out = join(root, "models", "grpo")
-    args = ["--prompts", prompts.metadata["meta"], "--caption", caption, "--init-from", init.metadata["uri"],
-            "--output", out, "--preset", preset, "--max-steps", steps, "--batch-size", batch_size,
-            "--num-generations", num_generations, "--num-iterations", num_iterations,
-            "--learning-rate", learning_rate, "--warmup-ratio", 0.05, "--policy", policy,
-            "--prompt-prefix", prompt_prefix, "--beta", beta, "--seed", seed, "--save-steps", save_steps,
-            "--logging-steps", 1]
-    for reward in (part.strip() for part in rewards.split(",")):
-        if reward:
-            args += ["--reward", reward]
-    if clip_model:
-        args += ["--clip-model", clip_model]
-    if aesthetic_head:
-        args += ["--aesthetic-head", aesthetic_head]
-    if policy == "guided":
-        args += ["--cfg-scale", cfg_scale, "--negative-prompt", negative_prompt]
-    if max_minutes > 0:
-        args += ["--max-minutes", max_minutes]
+    config = GRPOTrainConfig(
+        prompts=prompts.metadata["meta"], caption=caption, init_from=init.metadata["uri"], output=out, preset=preset,
+        max_steps=steps, batch_size=batch_size, num_generations=num_generations, num_iterations=num_iterations,
+        learning_rate=learning_rate, warmup_ratio=0.05, policy=policy, prompt_prefix=prompt_prefix, beta=beta,
+        seed=seed, save_steps=save_steps, logging_steps=1, max_minutes=max_minutes if max_minutes > 0 else None,
+        rewards=tuple(RewardSpec.from_text(text, clip_model or None, aesthetic_head or None)
+                      for text in rewards.split(",") if text.strip()),
+        sampling=RolloutSampling(cfg_scale=cfg_scale, negative_prompt=negative_prompt) if policy == "guided"
+        else RolloutSampling(),
+    )
+    args = ["--config-json", config.model_dump_json(exclude_defaults=True)]
     server = None
     if rollout == "server":
         server = {"model": init.metadata["uri"], "engine": rollout_engine, "placement": rollout_placement or None}

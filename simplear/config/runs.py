@@ -93,6 +93,17 @@ class RewardSpec(Strict):
     )
     batch_size: int = Field(default=32, gt=0, description="images scored together on the device")
 
+    @classmethod
+    def from_text(cls, text: str, clip_model: str | None = None, aesthetic_head: str | None = None) -> RewardSpec:
+        """A reward from `name[:weight]`, given the CLIP model and aesthetic head where it reads them."""
+        name, _, weight = text.strip().partition(":")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"reward {text!r}: the weight after ':' must be a number") from None
+        return cls(name=name, weight=value, clip_model=clip_model if name in ("clip", "aesthetic") else None,
+                   aesthetic_head=aesthetic_head if name == "aesthetic" else None)
+
 
 class GRPOTrainConfig(Strict):
     """GRPO from an SFT model: rollouts in groups, group-normalised advantages, clipped ratio, KL to the SFT model.

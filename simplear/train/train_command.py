@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from simplear.config import GRPOTrainConfig, TrainConfig
+from simplear.config import GRPOTrainConfig, RewardSpec, TrainConfig
 from simplear.config.flags import add_config_flags, config_flags, with_flags
 from simplear.train import job
 
@@ -27,35 +27,33 @@ REWARD_FLAGS: dict[str, dict] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The train subcommand's flags: one per field of TrainConfig / GRPOTrainConfig, each over the same field of
-    --config, and --reward for GRPO's reward specs."""
-    parser.add_argument("--config", type=Path, help="YAML or JSON file of TrainConfig / GRPOTrainConfig fields")
+    --config / --config-json, and --reward for GRPO's reward specs."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", type=Path, help="YAML or JSON file of TrainConfig / GRPOTrainConfig fields")
+    source.add_argument("--config-json", metavar="JSON",
+                        help="the same fields as one JSON object (how the pipelines pass a stage's config)")
     parser.add_argument("--stage", choices=list(STAGE_OWNERS), help="which stage this run is (default: --config's)")
     add_config_flags(parser, CONFIG_FLAGS)
     for flag, options in REWARD_FLAGS.items():
         parser.add_argument(flag, **options)
 
 
-def _reward_specs(args: argparse.Namespace) -> list[dict]:
-    """RewardSpec fields from --reward NAME[:WEIGHT], with the CLIP model and head for the rewards that read them."""
-    specs = []
-    for text in args.reward:
-        name, _, weight = text.partition(":")
-        spec: dict = {"name": name, "weight": float(weight) if weight else 1.0}
-        if name in ("clip", "aesthetic") and args.clip_model:
-            spec["clip_model"] = args.clip_model
-        if name == "aesthetic" and args.aesthetic_head:
-            spec["aesthetic_head"] = args.aesthetic_head
-        specs.append(spec)
-    return specs
-
-
 def config_from_args(args: argparse.Namespace) -> TrainConfig | GRPOTrainConfig:
-    """TrainConfig (pretrain, sft) or GRPOTrainConfig (grpo) from --config (if any) with every given flag on top;
-    ValueError for a flag of another stage."""
+    """TrainConfig (pretrain, sft) or GRPOTrainConfig (grpo) from --config or --config-json (if any) with every given
+    flag on top; ValueError for a flag of another stage or a config of another stage than --stage."""
     fields: dict = {}
     if args.config is not None:
         text = args.config.read_text()
         fields = json.loads(text) if args.config.suffix == ".json" else yaml.safe_load(text) or {}
+    elif args.config_json is not None:
+        try:
+            fields = json.loads(args.config_json)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--config-json is not JSON: {err}") from None
+    if not isinstance(fields, dict):
+        raise ValueError("the config must be a mapping of TrainConfig / GRPOTrainConfig fields")
+    if args.stage and fields.get("stage", args.stage) != args.stage:
+        raise ValueError(f"--stage {args.stage} but the config is stage {fields['stage']!r}")
     stage = args.stage or fields.get("stage") or "pretrain"
     if stage not in STAGE_OWNERS:
         raise ValueError(f"stage {stage!r} is not one of {', '.join(STAGE_OWNERS)}")
@@ -66,7 +64,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig | GRPOTrainConfig:
             raise ValueError(f"{', '.join(rewards)} not used by --stage {stage}")
         return TrainConfig.model_validate(fields)
     if args.reward:
-        fields["rewards"] = _reward_specs(args)
+        fields["rewards"] = [RewardSpec.from_text(text, args.clip_model, args.aesthetic_head) for text in args.reward]
     return GRPOTrainConfig.model_validate(fields)
 
 
