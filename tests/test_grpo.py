@@ -32,7 +32,7 @@ from simplear.train.grpo.reward_curve import SMOOTHED_COLOUR, draw_reward_curve,
 from simplear.train.grpo.rewards import REWARD_BUILDERS, register_reward
 from simplear.train.grpo.rollout_function import IMAGES_FIELD, StaleRolloutError, load_prompts, prompt_dataset
 from simplear.train.grpo.sampled_policy import EpochSeededRepeatSampler
-from simplear.train.grpo.trainer import REWARD_CURVE_PNG, GRPORun, build_run, train_grpo
+from simplear.train.grpo.trainer import REWARD_CURVE_PNG, TRL_FIELDS, GRPORun, build_run, grpo_arguments, train_grpo
 from simplear.train.rollout.server import RolloutServerProcess
 from simplear.train.train_command import add_arguments, config_from_args
 
@@ -172,6 +172,23 @@ def test_cli_builds_grpo_configs_and_refuses_other_stages_flags(
     assert cli_main(["train", "--stage", "pretrain", "--data", "d", "--output", "o", "--max-steps", "1",
                      "--beta", "0.1"]) == 2  # fmt: skip
     assert "--beta not used by --stage pretrain" in capsys.readouterr().err
+
+
+def test_the_fields_named_as_trl_names_them_reach_its_grpoconfig_unchanged(tmp_path: Path) -> None:
+    """TRL_FIELDS are fields of trl's GRPOConfig (trl/trainer/grpo_config.py) and arrive there as set."""
+    from dataclasses import fields
+
+    from trl import GRPOConfig
+
+    config = GRPOTrainConfig(
+        prompts="p", init_from="m", output="o", max_steps=7, num_generations=4, num_iterations=2, learning_rate=3e-5,
+        weight_decay=0.02, max_grad_norm=0.5, beta=0.3, epsilon=0.25, epsilon_high=0.3, loss_type="dr_grpo",
+        scale_rewards="batch", gradient_checkpointing=True, save_steps=3, logging_steps=2, seed=9, batch_size=8,
+    )
+    assert {field.name for field in fields(GRPOConfig)} >= TRL_FIELDS
+    arguments = grpo_arguments(config, tmp_path, num_codes=16)
+    assert {name: getattr(arguments, name) for name in TRL_FIELDS} == config.model_dump(include=set(TRL_FIELDS))
+    assert (arguments.per_device_train_batch_size, arguments.max_completion_length) == (8, 16)
 
 
 def test_train_flags_are_generated_from_both_stage_configs() -> None:

@@ -54,40 +54,35 @@ class GRPOResult(TrainResult):
     reward_curve: list[dict]
 
 
+TRL_FIELDS = frozenset({
+    "max_steps", "num_generations", "num_iterations", "learning_rate", "weight_decay", "max_grad_norm", "beta",
+    "epsilon", "epsilon_high", "loss_type", "scale_rewards", "gradient_checkpointing", "save_steps", "logging_steps",
+    "seed",
+})
+"""GRPOTrainConfig fields that are trl GRPOConfig fields of the same name and meaning: passed through as they are."""
+
+
 def grpo_arguments(config: GRPOTrainConfig, output_dir: Path, num_codes: int) -> GRPOConfig:
-    """The trainer's arguments (the log-probabilities themselves come from sampled_policy.py)."""
+    """The trainer's arguments: TRL_FIELDS as they are, the rest named as trl names them (the log-probabilities
+    themselves come from sampled_policy.py)."""
     on_cpu = not torch.cuda.is_available()
     return GRPOConfig(
+        **config.model_dump(include=set(TRL_FIELDS)),
         output_dir=str(output_dir),
         use_cpu=on_cpu,
         ddp_backend="gloo" if on_cpu and job.world_size() > 1 else None,
         bf16=uses_bf16(config),
-        max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
-        num_generations=config.num_generations,
         max_completion_length=num_codes,
         temperature=config.sampling.temperature,
-        num_iterations=config.num_iterations,
-        learning_rate=config.learning_rate,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
         warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        beta=config.beta,
         use_bias_correction_kl=config.kl_ratio_weighted,
-        epsilon=config.epsilon,
-        epsilon_high=config.epsilon_high,
-        loss_type=config.loss_type,
-        scale_rewards=config.scale_rewards,
         reward_weights=[reward.weight for reward in config.rewards],
-        gradient_checkpointing=config.gradient_checkpointing,
         save_strategy="steps",
-        save_steps=config.save_steps,
-        logging_steps=config.logging_steps,
         report_to=[],
-        seed=config.seed,
         data_seed=config.seed,
     )
 
