@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -790,3 +791,16 @@ def assert_push_serves_trained_policy(client: HttpRolloutClient, trained_dir: Pa
     return version
 
 
+# --- the package as it ships ------------------------------------------------------------------------
+
+def build_wheel(work: Path) -> Path:
+    """The wheel of this checkout, built from a copy of its sources (so no build/ or egg-info lands in the checkout)
+    with this environment's setuptools (no build isolation: nothing is downloaded)."""
+    source = work / "source"
+    shutil.copytree(ROOT / "simplear", source / "simplear", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(work / "wheels"), str(source)], check=True, timeout=300)
+    (wheel,) = (work / "wheels").glob("simplear-*.whl")
+    return wheel

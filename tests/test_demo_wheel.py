@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -13,23 +12,11 @@ import venv
 from pathlib import Path
 
 import pytest
+from helpers import build_wheel
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("pretrain", "sft", "grpo")
-
-
-def build_wheel(work: Path) -> Path:
-    """The wheel of this checkout, built from a copy of its sources (so no build/ or egg-info lands in the checkout)
-    with this environment's setuptools (no build isolation: nothing is downloaded)."""
-    source = work / "source"
-    shutil.copytree(ROOT / "simplear", source / "simplear", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(work / "wheels"), str(source)], check=True, timeout=300)
-    (wheel,) = (work / "wheels").glob("simplear-*.whl")
-    return wheel
 
 
 def fresh_venv(path: Path) -> Path:

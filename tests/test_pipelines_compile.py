@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import yaml
-from helpers import objects, one
+from helpers import build_wheel, objects, one
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))  # pipelines/ is a folder of the repository, not an installed package
@@ -37,9 +36,7 @@ def test_compiled_yaml_is_what_the_pipelines_compile_to(tmp_path: Path) -> None:
 def test_the_wheel_ships_the_compiled_pipelines_the_chart_ships(tmp_path: Path) -> None:
     """`simplear demo` and `pipelines.submit` read the compiled YAML from the package, so an installed wheel holds
     it as package data, byte-identical to the chart's copies."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "--wheel-dir",
-                    str(tmp_path), str(REPOSITORY)], check=True, capture_output=True)
-    (wheel,) = tmp_path.glob("simplear-*.whl")
+    wheel = build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as archive:
         shipped = {Path(name).name: archive.read(name) for name in archive.namelist()
                    if name.startswith("simplear/compiled_pipelines/") and name.endswith(".yaml")}
