@@ -48,18 +48,26 @@ def sampling_from_args(command: str, args: argparse.Namespace) -> SamplingConfig
         raise SystemExit(f"simplear {command}: {err}") from None
 
 
-def model_from_args(command: str, args: argparse.Namespace) -> tuple[SimpleARModel, VisualTokenizer, VisionConfig]:
-    """The model (checkpoint or random), its visual tokenizer (decoder only) and the vision config in use."""
-    preset = get_preset(args.preset)
-    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    if args.random_init:
-        model = SimpleARModel.random_init(preset, seed=args.seed, dtype=dtype)
-        model.lm.to(args.device)
+def load_model(command: str, model: str | None, preset: str, vision_checkpoint: str | None = None,
+               resolution: int | None = None, device: str | None = None,
+               seed: int = 0) -> tuple[SimpleARModel, VisualTokenizer, VisionConfig]:
+    """The model (a checkpoint, or random weights of the preset when `model` is None), its visual tokenizer (decoder
+    only) and the vision config in use; device None is cuda when available, else cpu."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if model is None:
+        loaded = SimpleARModel.random_init(get_preset(preset), seed=seed, dtype=dtype)
+        loaded.lm.to(device)
     else:
-        model = SimpleARModel.load(args.model, dtype=dtype, device=args.device)
+        loaded = SimpleARModel.load(model, dtype=dtype, device=device)
     try:
-        vision = model.visual_tokenizer_config(args.preset, args.model or "the random model", args.vision_checkpoint,
-                                               args.resolution)
+        vision = loaded.visual_tokenizer_config(preset, model or "the random model", vision_checkpoint, resolution)
     except ValueError as err:
         raise SystemExit(f"simplear {command}: {err}") from None
-    return model, load_visual_tokenizer(vision, device=args.device, encoder=False), vision
+    return loaded, load_visual_tokenizer(vision, device=device, encoder=False), vision
+
+
+def model_from_args(command: str, args: argparse.Namespace) -> tuple[SimpleARModel, VisualTokenizer, VisionConfig]:
+    """load_model of the add_model_arguments flags."""
+    return load_model(command, None if args.random_init else args.model, args.preset, args.vision_checkpoint,
+                      args.resolution, args.device, args.seed)

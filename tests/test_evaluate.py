@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 
 from simplear.cli import main
-from simplear.config import SamplingConfig, get_preset
+from simplear.config import EvaluateConfig, SamplingConfig, get_preset
 from simplear.data.shapes import make_eval_prompts, render_metadata
 from simplear.eval.dpg_run import run_dpg
 from simplear.eval.geneval_layout import PromptFileError, read_geneval_prompts, write_prompt_folder
 from simplear.eval.geneval_run import run_geneval
-from simplear.eval.protocols import SIMPLEAR_NEGATIVE_TEXT, SIMPLEAR_PREFIXES, protocol_sampling
+from simplear.eval.protocols import SIMPLEAR_NEGATIVE_TEXT, SIMPLEAR_PREFIXES
 from simplear.eval.shapes_scoring import score_shapes_run
 from simplear.model.simplear_lm import SimpleARModel
 from simplear.sampling.batch import Request, build_batch
@@ -168,7 +168,8 @@ def test_simplear_protocol_prompts_as_upstream_reproducibly(tmp_path: Path) -> N
     model = SimpleARModel.random_init(get_preset("tiny"), seed=0)
     entries = make_eval_prompts(2, seed=4)
     entries[1] = {**entries[1], "reprompt": "a big red circle on a white background"}
-    sampling = protocol_sampling("simplear", SamplingConfig(seed=9))
+    sampling = EvaluateConfig(prompts="p", out="o", random_init=True, protocol="simplear",
+                              sampling=SamplingConfig(seed=9)).protocol_sampling()
     recorder = RecordingSampler(model)
     run_geneval(recorder, PaletteTokenizer(), entries, str(tmp_path / "one"), 4, sampling, 16, 8,
                 progress=False, protocol="simplear")
@@ -227,3 +228,27 @@ def test_simplear_protocol_on_the_command_line(tmp_path: Path) -> None:
                            (["--images-per-prompt", "2"], "4 images per prompt")):
         done = evaluate(*flags)
         assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_evaluate_flags_are_the_config_fields_and_json_carries_them_whole() -> None:
+    """Every field of EvaluateConfig and of its sampling is a flag (simplear.config.flags); --config-json carries
+    the whole config (as the pipeline step passes it) and given flags go on top; a config without exactly one model
+    source is refused."""
+    import argparse
+
+    from simplear.config.flags import flag_name
+    from simplear.eval.evaluate_command import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    options = {option for action in parser._actions for option in action.option_strings}
+    fields = [name for name in [*EvaluateConfig.model_fields, *SamplingConfig.model_fields] if name != "sampling"]
+    assert [name for name in fields if flag_name(name) not in options] == []
+    whole = EvaluateConfig(prompts="p.jsonl", out="o", model="m", sampling=SamplingConfig(top_k=9, seed=4))
+    config = config_from_args(parser.parse_args(["--config-json", whole.model_dump_json(), "--seed", "5"]))
+    assert config == whole.model_copy(update={"sampling": whole.sampling.model_copy(update={"seed": 5})})
+    for argv, message in ((["--prompts", "p", "--out", "o"], "give a model"),
+                          (["--prompts", "p", "--out", "o", "--model", "m", "--random-init"], "and not both"),
+                          (["--config-json", "[]"], "must be an object")):
+        with pytest.raises(ValueError, match=message):
+            config_from_args(parser.parse_args(argv))

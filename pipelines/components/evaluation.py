@@ -15,20 +15,22 @@ def evaluate(backend: str, runs_dir: str, root: str, run_id: str, stage: str, pr
     the exact shapes checker (without: left for GenEval's own detector).
 
     Protocol fixed samples with `cfg_scale` against `negative_prompt`; simplear is upstream's published protocol
-    (random prefixes, its negative prompt, CFG 6, 4 images per prompt), which ignores those two.
+    (random prefixes, its negative prompt, CFG 6, 4 images per prompt), which ignores those two. The step passes
+    its EvaluateConfig as --config-json, so a bad value fails here, before any run starts.
     """
     import json
 
+    from simplear.config import EvaluateConfig, SamplingConfig
     from simplear.store import join
 
     out = join(root, "eval", stage)
-    args = ["--model", model.metadata["uri"], "--prompts", prompts.metadata["eval_prompts"], "--out", out,
-            "--images-per-prompt", images_per_prompt, "--no-progress", "--batch-size", batch_size,
-            "--protocol", protocol, "--seed", seed]
-    if score_shapes:
-        args += ["--score-shapes"]
-    if protocol == "fixed":
-        args += ["--cfg-scale", cfg_scale, "--negative-prompt", negative_prompt]
+    given = {"cfg_scale": cfg_scale, "negative_prompt": negative_prompt} if protocol == "fixed" else {}
+    config = EvaluateConfig(
+        model=model.metadata["uri"], prompts=prompts.metadata["eval_prompts"], out=out, protocol=protocol,
+        images_per_prompt=images_per_prompt, score_shapes=score_shapes, progress=False, batch_size=batch_size,
+        sampling=SamplingConfig(seed=seed, **given),
+    )
+    args = ["--config-json", config.model_dump_json(exclude_defaults=True)]
     seconds = run_stage(backend, runs_dir, "evaluate", f"evaluate-{stage}", args, procs_per_node, timeout_minutes,
                         run_id)
     store = backend_store(backend)
@@ -44,8 +46,9 @@ def evaluate(backend: str, runs_dir: str, root: str, run_id: str, stage: str, pr
     else:
         scores.log_metric("images", prompt_count * images_per_prompt)
         progress(f"evaluate-{stage}: {prompt_count} prompts x {images_per_prompt} images in GenEval's layout at {out}")
-    sampling = {"protocol": protocol, "cfg_scale": cfg_scale if protocol == "fixed" else 6.0,
-                "negative_prompt": negative_prompt if protocol == "fixed" else None, "seed": seed}
+    used = config.protocol_sampling()
+    sampling = {"protocol": protocol, "cfg_scale": used.cfg_scale, "negative_prompt": used.negative_prompt,
+                "seed": used.seed}
     publish(samples, out, {"stage": stage, "model": model.metadata["uri"], "images_per_prompt": images_per_prompt,
                            **sampling})
     record_step(store, root, f"evaluate-{stage}", {

@@ -15,7 +15,10 @@ from simplear.config.presets import (
 )
 from simplear.config.runs import (
     SHAPES_RECIPES,
+    SIMPLEAR_EVAL_IMAGES_PER_PROMPT,
+    SIMPLEAR_EVAL_SAMPLING,
     TRAIN_RECIPE,
+    EvaluateConfig,
     GRPOTrainConfig,
     RewardSpec,
     RolloutSampling,
@@ -41,8 +44,11 @@ __all__ = [
     "PRESETS",
     "QWEN25_TEXT_VOCAB",
     "SHAPES_RECIPES",
+    "SIMPLEAR_EVAL_IMAGES_PER_PROMPT",
+    "SIMPLEAR_EVAL_SAMPLING",
     "STORE_ENV_TYPED",
     "TRAIN_RECIPE",
+    "EvaluateConfig",
     "GRPOTrainConfig",
     "ModelShape",
     "PaletteColor",

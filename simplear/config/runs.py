@@ -199,6 +199,64 @@ class GRPOTrainConfig(Strict):
         return self
 
 
+SIMPLEAR_EVAL_SAMPLING = {"cfg_scale": 6.0, "temperature": 1.0, "top_k": 64_000, "top_p": 1.0}
+"""Upstream's evaluation sampling: scripts/eval/bench_geneval.sh / bench_dpg.sh pass --cfg-scale 6.0 --temperature 1.0
+--top_k 64000 --top_p 1.0 (the whole protocol: simplear.eval.protocols)."""
+SIMPLEAR_EVAL_IMAGES_PER_PROMPT = 4
+
+
+class EvaluateConfig(Strict):
+    """`simplear evaluate`: benchmark prompts to images in the benchmark's own layout, under a protocol: `fixed`
+    samples as `sampling` says behind the fixed prefix; `simplear` is upstream's (simplear.eval.protocols)."""
+
+    benchmark: Literal["geneval", "dpg"] = "geneval"
+    protocol: Literal["fixed", "simplear"] = Field(
+        default="fixed", description="fixed: the given sampling behind the fixed prefix; simplear: upstream's (random "
+                                     "prefixes, its negative prompt, CFG 6, top-k 64000, 4 images, GenEval reprompts)",
+    )
+    prompts: str = Field(description="geneval: evaluation_metadata.jsonl; dpg: a folder of <id>.txt (path or URI)")
+    out: str = Field(description="output folder (path or store URI)")
+    images_per_prompt: int = Field(default=4, gt=0, description="images per prompt (GenEval; DPG always tiles 4)")
+    score_shapes: bool = Field(default=False, description="score with the exact shapes scorer (rank 0)")
+    progress: bool = Field(default=True, description="show a progress bar")
+    model: str | None = Field(default=None, description="checkpoint directory or store URI")
+    random_init: bool = Field(default=False, description="random weights of the preset instead of a checkpoint")
+    preset: str = Field(default="tiny", description="random init's shape; vision of a checkpoint without vision.json")
+    vision_checkpoint: str | None = Field(default=None, description="Cosmos tokenizer directory or URI")
+    resolution: int | None = Field(default=None, gt=0, description="pixels per side; None = the model's")
+    device: str | None = Field(default=None, description="None = cuda when available, else cpu")
+    batch_size: int = Field(default=16, gt=0, description="images decoded together")
+    sampling: SamplingConfig = SamplingConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvaluateConfig:
+        if (self.model is None) == (not self.random_init):
+            raise ValueError("give a model (a checkpoint directory or URI) or random_init, and not both")
+        if self.protocol == "simplear" and self.images_per_prompt != SIMPLEAR_EVAL_IMAGES_PER_PROMPT:
+            raise ValueError(f"protocol simplear draws {SIMPLEAR_EVAL_IMAGES_PER_PROMPT} images per prompt")
+        self.protocol_sampling()
+        get_preset(self.preset)
+        return self
+
+    def protocol_sampling(self) -> SamplingConfig:
+        """The sampling the protocol uses: as given (fixed), or upstream's with the given seed (simplear).
+
+        Under `simplear` a setting that disagrees with upstream's is an error rather than silently replaced; top-k 0
+        (keep every code) is accepted as equal to 64,000 (keep every code of the Cosmos codebook).
+        """
+        given = self.sampling
+        if self.protocol == "fixed":
+            return given
+        wrong = [f"{name} {getattr(given, name):g}" for name, value in SIMPLEAR_EVAL_SAMPLING.items()
+                 if getattr(given, name) != value and not (name == "top_k" and given.top_k == 0)]
+        if given.negative_prompt is not None:
+            wrong.append("a negative prompt")
+        if wrong:
+            raise ValueError(f"protocol simplear samples as upstream (CFG 6, temperature 1, top-k 64000, top-p 1, its "
+                             f"own negative prompt); drop {', '.join(wrong)}")
+        return SamplingConfig(**SIMPLEAR_EVAL_SAMPLING, seed=given.seed, repetition_penalty=given.repetition_penalty)
+
+
 class ShapesRecipe(Strict):
     """Sizes of the shapes lifecycle (data, steps, evaluation sampling); fields are lifecycle pipeline parameters."""
 

@@ -1,7 +1,7 @@
 """`simplear evaluate`: GenEval or DPG-Bench prompts to images in the benchmark's own layout; shapes runs scored.
 
 `--protocol fixed` (default) samples as the flags say; `--protocol simplear` is upstream's published protocol
-(simplear.eval.protocols).
+(simplear.eval.protocols). The flags are EvaluateConfig's fields; the pipelines pass the config as --config-json.
 """
 
 from __future__ import annotations
@@ -11,44 +11,51 @@ import json
 import os
 from dataclasses import asdict
 
-from simplear.cli_args import add_model_arguments, add_sampling_arguments, model_from_args, sampling_from_args
-from simplear.config import SamplingConfig, VisionConfig
+from pydantic import ValidationError
+
+from simplear.cli_args import load_model
+from simplear.config import EvaluateConfig, SamplingConfig, VisionConfig
+from simplear.config.flags import add_config_flags, config_flags, with_flags
 from simplear.eval.dpg_run import read_dpg_prompts, run_dpg
 from simplear.eval.geneval_layout import PromptFileError, read_geneval_prompts
 from simplear.eval.geneval_run import run_geneval
-from simplear.eval.protocols import PROTOCOLS, SIMPLEAR_IMAGES_PER_PROMPT, protocol_sampling
 from simplear.sampling.sampler import Sampler
 from simplear.store import Store, StoreError, canonical, claim_settings
 
 SETTINGS_FILE = "evaluate.json"
 
 
+CONFIG_FLAGS = config_flags({"evaluate": EvaluateConfig}, nested={"sampling": set()})
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `simplear evaluate`; RANK and WORLD_SIZE come from the environment."""
-    parser.add_argument("--benchmark", choices=("geneval", "dpg"), default="geneval")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="fixed",
-                        help="fixed: the flags' sampling behind the fixed prefix; simplear: upstream's (random "
-                             "prefixes, its negative prompt, CFG 6, top-k 64000, 4 images, GenEval reprompts)")
-    parser.add_argument("--prompts", required=True,
-                        help="geneval: evaluation_metadata.jsonl; dpg: a folder of <id>.txt (path or store URI)")
-    parser.add_argument("--out", required=True, help="output folder (path or store URI)")
-    parser.add_argument("--images-per-prompt", type=int, default=4,
-                        help="images per prompt (GenEval; DPG always tiles 4)")
-    parser.add_argument("--score-shapes", action="store_true", help="score with the exact shapes scorer (rank 0)")
-    parser.add_argument("--no-progress", action="store_true")
-    add_model_arguments(parser)
-    add_sampling_arguments(parser)
+    """Arguments of `simplear evaluate`: one per field of EvaluateConfig (its sampling included), each over the same
+    field of --config-json; RANK and WORLD_SIZE come from the environment."""
+    parser.add_argument("--config-json", metavar="JSON",
+                        help="EvaluateConfig fields as one JSON object (how the pipelines pass the step's config)")
+    add_config_flags(parser, CONFIG_FLAGS)
 
 
-def evaluate_settings(args: argparse.Namespace, sampling: SamplingConfig, vision: VisionConfig,
+def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
+    """The evaluation's config: --config-json's fields with every given flag on top."""
+    try:
+        fields = json.loads(args.config_json) if args.config_json else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--config-json is not JSON: {err}") from None
+    if not isinstance(fields, dict):
+        raise ValueError("--config-json must be an object of EvaluateConfig fields")
+    return EvaluateConfig.model_validate(with_flags(fields, args, CONFIG_FLAGS, "evaluate", "simplear evaluate"))
+
+
+def evaluate_settings(config: EvaluateConfig, sampling: SamplingConfig, vision: VisionConfig,
                       num_prompts: int) -> dict:
     """What an evaluation's images depend on; a rerun into the same --out must match them to resume."""
     return {
-        "benchmark": args.benchmark,
-        "prompts": canonical(args.prompts),
+        "benchmark": config.benchmark,
+        "prompts": canonical(config.prompts),
         "num_prompts": num_prompts,
-        "images_per_prompt": 4 if args.benchmark == "dpg" else args.images_per_prompt,
-        "model": f"random-init:{args.preset}" if args.random_init else canonical(args.model),
+        "images_per_prompt": 4 if config.benchmark == "dpg" else config.images_per_prompt,
+        "model": f"random-init:{config.preset}" if config.random_init else canonical(config.model),
         "vision": vision.kind,
         "vision_checkpoint": vision.checkpoint and canonical(vision.checkpoint),
         "resolution": vision.resolution,
@@ -59,33 +66,31 @@ def evaluate_settings(args: argparse.Namespace, sampling: SamplingConfig, vision
 def run(args: argparse.Namespace) -> int:
     """Generate this rank's part; rank 0 prints the shapes summary when asked to score."""
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    if args.images_per_prompt < 1 or args.batch_size < 1 or not 0 <= rank < world:
-        raise SystemExit("simplear evaluate: need --images-per-prompt >= 1, --batch-size >= 1 "
-                         "and 0 <= RANK < WORLD_SIZE")
-    if args.protocol == "simplear" and args.images_per_prompt != SIMPLEAR_IMAGES_PER_PROMPT:
-        raise SystemExit(f"simplear evaluate: protocol simplear draws {SIMPLEAR_IMAGES_PER_PROMPT} images per prompt")
+    if not 0 <= rank < world:
+        raise SystemExit(f"simplear evaluate: need 0 <= RANK < WORLD_SIZE, not RANK {rank}, WORLD_SIZE {world}")
     try:
-        sampling = protocol_sampling(args.protocol, sampling_from_args("evaluate", args))
-    except ValueError as err:
+        config = config_from_args(args)
+    except (ValidationError, ValueError) as err:
         raise SystemExit(f"simplear evaluate: {err}") from None
+    sampling = config.protocol_sampling()
     store = Store()
     try:
-        prompts = read_geneval_prompts(store, args.prompts) if args.benchmark == "geneval" \
-            else read_dpg_prompts(store, args.prompts)
+        prompts = read_geneval_prompts(store, config.prompts) if config.benchmark == "geneval" \
+            else read_dpg_prompts(store, config.prompts)
     except (PromptFileError, ValueError, StoreError) as err:
         raise SystemExit(f"simplear evaluate: {err}") from None
-    model, tokenizer, vision = model_from_args("evaluate", args)
-    claim_settings(store, args.out, SETTINGS_FILE, evaluate_settings(args, sampling, vision, len(prompts)),
+    model, tokenizer, vision = load_model("evaluate", config.model, config.preset, config.vision_checkpoint,
+                                          config.resolution, config.device, sampling.seed)
+    claim_settings(store, config.out, SETTINGS_FILE, evaluate_settings(config, sampling, vision, len(prompts)),
                    "evaluate", "--out")
     sampler, grid = Sampler(model), vision.grid
-    progress = not args.no_progress
-    if args.benchmark == "dpg":
-        run_dpg(sampler, tokenizer, prompts, args.out, sampling, grid, args.batch_size, rank, world, store, progress,
-                args.protocol)
+    if config.benchmark == "dpg":
+        run_dpg(sampler, tokenizer, prompts, config.out, sampling, grid, config.batch_size, rank, world, store,
+                config.progress, config.protocol)
         return 0
-    summary = run_geneval(sampler, tokenizer, prompts, args.out, args.images_per_prompt, sampling, grid,
-                          args.batch_size, rank, world, args.score_shapes, store, progress=progress,
-                          protocol=args.protocol)
+    summary = run_geneval(sampler, tokenizer, prompts, config.out, config.images_per_prompt, sampling, grid,
+                          config.batch_size, rank, world, config.score_shapes, store, progress=config.progress,
+                          protocol=config.protocol)
     if summary is not None:
         print(json.dumps({"per_tag": asdict(summary)["per_tag"], "overall": summary.overall}))
     return 0

@@ -11,8 +11,9 @@ simpar/train/t2i_data.py builds the prompts with `preprocess_t2i` of simpar/trai
 - the prefixes are drawn once per prompt, so its 4 images share them;
 - a GenEval entry's `reprompt` replaces its `prompt` where present (EvalT2IDataset's geneval branch; DPG prompts
   are plain text files);
-- CFG 6, temperature 1, top-k 64,000, top-p 1, 4 images per prompt, and the checkpoint's generation_config.json
-  (its repetition penalty) as transformers' `generate` applies it (simplear.model.generation_config).
+- CFG 6, temperature 1, top-k 64,000, top-p 1, 4 images per prompt (simplear.config.EvaluateConfig checks and
+  applies them), and the checkpoint's generation_config.json (its repetition penalty) as transformers' `generate`
+  applies it (simplear.model.generation_config).
 Upstream draws the prefixes from Python's global generator (seeded once, shared by DataLoader workers); here they
 come from a generator seeded by (seed, prompt index), so a run is reproducible and independent of ranks and batches.
 """
@@ -27,7 +28,6 @@ from simplear.model.prompt import GENERATION_PREFIX, TRAIN_PREFIXES
 from simplear.sampling.batch import Request
 
 Protocol = Literal["fixed", "simplear"]
-PROTOCOLS: tuple[str, ...] = ("fixed", "simplear")
 
 SIMPLEAR_PREFIXES: tuple[str, ...] = TRAIN_PREFIXES[2:]
 """PROMPTS_GEN of upstream's current simpar/train/preprocess.py: the training prefixes without "" and "a photo of"."""
@@ -35,27 +35,6 @@ SIMPLEAR_NEGATIVE_TEXT = (
     "Aerial view, aerial view, overexposed, low quality, deformation, a poor composition, bad hands, bad teeth, "
     "bad eyes, bad limbs, distortion"
 )
-SIMPLEAR_IMAGES_PER_PROMPT = 4
-SIMPLEAR_SAMPLING = {"cfg_scale": 6.0, "temperature": 1.0, "top_k": 64_000, "top_p": 1.0}
-"""bench_geneval.sh / bench_dpg.sh: --cfg-scale 6.0 --temperature 1.0 --top_k 64000 --top_p 1.0."""
-
-
-def protocol_sampling(protocol: Protocol, given: SamplingConfig) -> SamplingConfig:
-    """The protocol's sampling settings: as given (fixed), or upstream's with the given seed (simplear).
-
-    Under `simplear` a setting that disagrees with upstream's is an error rather than silently replaced; top-k 0
-    (keep every code) is accepted as equal to 64,000 (keep every code of the Cosmos codebook).
-    """
-    if protocol == "fixed":
-        return given
-    wrong = [f"{name} {getattr(given, name):g}" for name, value in SIMPLEAR_SAMPLING.items()
-             if getattr(given, name) != value and not (name == "top_k" and given.top_k == 0)]
-    if given.negative_prompt is not None:
-        wrong.append("a negative prompt")
-    if wrong:
-        raise ValueError(f"protocol simplear samples as upstream (CFG 6, temperature 1, top-k 64000, top-p 1, its own "
-                         f"negative prompt); drop {', '.join(wrong)}")
-    return SamplingConfig(**SIMPLEAR_SAMPLING, seed=given.seed, repetition_penalty=given.repetition_penalty)
 
 
 def benchmark_caption(protocol: Protocol, entry: dict) -> str:
