@@ -161,13 +161,16 @@ def test_missing_models_stop_the_run_before_any_stage(
     s3_store: tuple[Store, str], s3_environment: dict[str, str], tmp_path: Path
 ) -> None:
     """The first check names each missing model: a CLIP reward without clip_model_uri, a text LM copied without
-    its manifest (not by `simplear upload`), an absent Cosmos tokenizer."""
+    its manifest (not by `simplear upload`), an absent Cosmos tokenizer; a reward weight that is not a number."""
     store, bucket = s3_store
     check = existing_checkpoints.python_func
     cosmos, qwen = join(bucket, "cosmos"), join(bucket, "qwen")
     with pytest.raises(ValueError, match="clip_model_uri"):
         check(backend="local", vision_checkpoint=cosmos, text_lm=qwen, rewards="clip:0.7, aesthetic:0.3",
               clip_model="", aesthetic_head="")
+    with pytest.raises(ValueError, match="reward 'clip:heavy': the weight after ':' must be a number"):
+        check(backend="local", vision_checkpoint=cosmos, text_lm=qwen, rewards="clip:heavy", clip_model="c",
+              aesthetic_head="")
     store.write(join(qwen, "config.json"), b"{}")
     with pytest.raises(FileNotFoundError) as missing:
         check(backend="local", vision_checkpoint=cosmos, text_lm=qwen, rewards="geneval_shapes", clip_model="",

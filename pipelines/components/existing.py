@@ -52,10 +52,11 @@ def existing_checkpoints(backend: str, vision_checkpoint: str, text_lm: str, rew
                          aesthetic_head: str) -> None:
     """Check, before any stage runs, that the Cosmos tokenizer, the text LM and the reward models are in the store
     (a model folder on S3 complete, as `simplear upload` writes it)."""
+    from simplear.config import RewardSpec
     from simplear.store import MANIFEST, is_s3, join
 
     store = backend_store(backend)
-    names = {part.strip().partition(":")[0] for part in rewards.split(",") if part.strip()}
+    names = {RewardSpec.from_text(text).name for text in rewards.split(",") if text.strip()}
 
     def model_file(uri: str) -> str:
         """The file that shows a model folder is there: manifest.json on S3, config.json on disk."""
