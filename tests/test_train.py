@@ -27,7 +27,7 @@ from transformers import Qwen2ForCausalLM
 from simplear.cli import main as cli_main
 from simplear.config import PRESETS, SHAPES_RECIPES, TrainConfig, get_preset
 from simplear.data.shapes import make_dataset
-from simplear.data.tokenize.shards import TokenRecord, read_shard, write_token_dataset
+from simplear.data.tokenize.shards import TokenRecord, decode_shard, shard_uri, write_token_dataset
 from simplear.model.prompt import TRAIN_PREFIXES, dropped_prompt
 from simplear.model.simplear_lm import SimpleARModel, qwen2_config
 from simplear.model.text_tokenizer import build_text_tokenizer
@@ -200,7 +200,7 @@ def test_token_records_download_a_complete_dataset(tmp_path: Path, shapes_record
     write_tiny_dataset(store, root, shapes_records[:40], shard_size=16)
     records = TokenRecords.download(store, root, tmp_path / "local")
     assert len(records) == 40 and records.codebook_size == 16
-    expected = [r for shard in range(3) for r in read_shard(store, root, shard)]
+    expected = [r for shard in range(3) for r in decode_shard(store.read(shard_uri(root, shard)))]
     for got, want in zip((records[i] for i in range(40)), expected, strict=True):
         assert (got.index, got.short, got.long) == (want.index, want.short, want.long)
         assert torch.equal(got.codes, want.codes)

@@ -71,11 +71,6 @@ def decode_shard(data: bytes) -> list[TokenRecord]:
     ]
 
 
-def read_shard(store: Store, root: str, shard: int) -> list[TokenRecord]:
-    """Records of one shard of a token dataset."""
-    return decode_shard(store.read(shard_uri(root, shard)))
-
-
 def _sorted_header(data: bytes) -> bytes:
     """The same safetensors bytes with the header keys sorted: safetensors orders them differently per process."""
     size = int.from_bytes(data[:8], "little")
