@@ -426,3 +426,29 @@ def test_cli_reports_invalid_settings_without_a_traceback(
     assert main(["tokenize", "--meta", meta, "--output", output]) == 1
     assert "cannot read" in capsys.readouterr().err
     assert not os.path.exists(output), "nothing is written for a run that cannot start"
+
+
+def test_config_json_carries_the_dataset_config_and_is_not_mixed_with_its_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--config-json is a whole TokenizeConfig (as the pipeline step passes it): the run is the flags' run; a dataset
+    flag beside it, or neither --config-json nor --meta / --output, is refused with one line."""
+    layout = {"a.png": _png(make_dataset(1, seed=2)[0].image)}
+    for name, data in layout.items():
+        (tmp_path / name).write_bytes(data)
+    meta = tmp_path / "meta.jsonl"
+    meta.write_text(json.dumps({"image_path": "a.png", "caption": "a"}) + "\n")
+    by_flags, by_json = str(tmp_path / "flags"), str(tmp_path / "json")
+    assert main(["tokenize", "--meta", str(meta), "--output", by_flags, "--shard-size", "7", "--no-progress"]) == 0
+    config = TokenizeConfig(meta=str(meta), output=by_json, vision=get_preset("tiny").vision, shard_size=7)
+    assert main(["tokenize", "--config-json", config.model_dump_json(), "--no-progress"]) == 0
+    store = Store(StoreSettings())
+    assert _files(store, by_flags).keys() == _files(store, by_json).keys()
+    flags_records, json_records = _decoded(_files(store, by_flags)), _decoded(_files(store, by_json))
+    assert flags_records.keys() == json_records.keys() == {0}
+    assert np.array_equal(flags_records[0][0], json_records[0][0]) and flags_records[0][1:] == json_records[0][1:]
+    capsys.readouterr()
+    assert main(["tokenize", "--config-json", config.model_dump_json(), "--seed", "3"]) == 2
+    assert "not both (--seed)" in capsys.readouterr().err
+    assert main(["tokenize", "--meta", str(meta)]) == 2
+    assert "--meta and --output are required" in capsys.readouterr().err

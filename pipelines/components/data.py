@@ -26,16 +26,18 @@ def tokenize_data(backend: str, runs_dir: str, root: str, data_root: str, run_id
                   vision_checkpoint: str = "", resolution: int = 0) -> None:
     """Token shards of a dataset's meta file under data_root (complete once manifest.json exists).
 
-    A Cosmos preset reads its tokenizer from `vision_checkpoint`; `resolution` 0 keeps the preset's.
+    A Cosmos preset reads its tokenizer from `vision_checkpoint`; `resolution` 0 keeps the preset's. The step passes
+    its TokenizeConfig as --config-json, so a bad value fails here, before any run starts.
     """
+    from simplear.config import TokenizeConfig, VisionConfig, get_preset
     from simplear.store import join
 
     uri = join(data_root, "tokens", name)
-    args = ["--meta", data.metadata["meta"], "--output", uri, "--preset", preset, "--no-progress"]
-    if vision_checkpoint:
-        args += ["--vision-checkpoint", vision_checkpoint]
-    if resolution:
-        args += ["--resolution", resolution]
+    overrides = {"checkpoint": vision_checkpoint or None, "resolution": resolution or None}
+    vision = VisionConfig.model_validate({**get_preset(preset).vision.model_dump(),
+                                          **{key: value for key, value in overrides.items() if value}})
+    config = TokenizeConfig(meta=data.metadata["meta"], output=uri, vision=vision)
+    args = ["--config-json", config.model_dump_json(exclude_defaults=True), "--no-progress"]
     seconds = run_stage(backend, runs_dir, "tokenize", f"tokenize-{name}", args, procs_per_node, timeout_minutes,
                         run_id)
     publish(tokens, uri, {"preset": preset})

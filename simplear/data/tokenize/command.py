@@ -20,16 +20,23 @@ from simplear.store import StoreError
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+DATASET_FLAGS = ("meta", "output", "preset", "resolution", "vision_checkpoint", "shard_size", "min_size", "seed")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `simplear tokenize`."""
-    parser.add_argument("--meta", required=True, help="meta file (.json, .jsonl) or mixing YAML: path or store URI")
-    parser.add_argument("--output", required=True, help="token dataset root: path or store URI")
-    parser.add_argument("--preset", default="tiny", choices=list(PRESETS), help="model preset naming the tokenizer")
+    """The flags of `simplear tokenize`: the dataset (flags, or a whole TokenizeConfig as --config-json) and how
+    this rank runs."""
+    parser.add_argument("--config-json", metavar="JSON",
+                        help="TokenizeConfig fields as one JSON object, instead of the dataset flags (how the "
+                             "pipelines pass the step's config)")
+    parser.add_argument("--meta", help="meta file (.json, .jsonl) or mixing YAML: path or store URI")
+    parser.add_argument("--output", help="token dataset root: path or store URI")
+    parser.add_argument("--preset", choices=list(PRESETS), help="model preset naming the tokenizer (default tiny)")
     parser.add_argument("--resolution", type=int, help="image side in pixels (default: the preset's)")
     parser.add_argument("--vision-checkpoint", help="Cosmos tokenizer directory or URI (encoder.jit)")
     parser.add_argument("--shard-size", type=int, help="meta records per shard (default 1000)")
     parser.add_argument("--min-size", type=int, help="reject images with a shorter short edge (default: resolution)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random sampling in a mixing YAML")
+    parser.add_argument("--seed", type=int, help="seed of random sampling in a mixing YAML (default 0)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="encode on this device (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=32, help="images encoded at once")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="image-loading threads")
@@ -38,13 +45,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> TokenizeConfig:
-    """The TokenizeConfig the flags describe; pydantic's ValidationError when a value is invalid."""
-    vision = get_preset(args.preset).vision.model_dump()
+    """The TokenizeConfig of --config-json or of the dataset flags; pydantic's ValidationError when a value is
+    invalid, ValueError when the two are mixed or --meta / --output are missing."""
+    given = [f"--{name.replace('_', '-')}" for name in DATASET_FLAGS if getattr(args, name) is not None]
+    if args.config_json is not None:
+        if given:
+            raise ValueError(f"give the dataset as --config-json or as flags, not both ({', '.join(given)})")
+        return TokenizeConfig.model_validate_json(args.config_json)
+    if args.meta is None or args.output is None:
+        raise ValueError("--meta and --output are required (or a whole config as --config-json)")
+    vision = get_preset(args.preset or "tiny").vision.model_dump()
     if args.resolution is not None:
         vision["resolution"] = args.resolution
     if args.vision_checkpoint is not None:
         vision["checkpoint"] = args.vision_checkpoint
-    fields = {"meta": args.meta, "output": args.output, "vision": vision, "seed": args.seed}
+    fields = {"meta": args.meta, "output": args.output, "vision": vision, "seed": args.seed or 0}
     if args.shard_size is not None:
         fields["shard_size"] = args.shard_size
     if args.min_size is not None:
