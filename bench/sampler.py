@@ -2,7 +2,9 @@
 
 (a) original: transformers `generate` with the original CFG logits processor, which runs a second forward of
     the unconditional prompt every step; (b) our sampler; (c) our sampler with CUDA graphs (GPU only);
-(d) speculative Jacobi decoding. Prints ms per decode step, images/s, the ratio to (a), and a JSON line last.
+(d) speculative Jacobi decoding. Prints ms per decode step, images/s, the ratio to (a), and a JSON line last; on
+a GPU also the share of greedy codes (c) and (b) agree on (bucketed attention and padded prompts change the
+float summation order, so sampled codes of a near-uniform random model part ways after a flip), and peak memory.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def main() -> None:
     parser.add_argument("--baseline-steps", type=int, default=256, help="steps timed for the slow original method")
     parser.add_argument("--cfg-scale", type=float, default=6.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="auto: bf16 on GPU, fp32 on CPU")
     parser.add_argument("--out", help="also write the JSON result to this file")
     args = parser.parse_args()
 
@@ -102,7 +106,8 @@ def main() -> None:
     preset = get_preset(args.preset)
     resolution = args.resolution or preset.vision.resolution
     codes = (resolution // preset.vision.downsample) ** 2
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = getattr(torch, args.dtype) if args.dtype != "auto" else (
+        torch.bfloat16 if device.type == "cuda" else torch.float32)
     model = SimpleARModel.random_init(preset, dtype=dtype)
     model.lm.to(device)
     torch.set_grad_enabled(False)
@@ -110,7 +115,7 @@ def main() -> None:
     methods = {"ours": Sampler(model, cuda_graphs=False)}
     if device.type == "cuda":
         methods["ours+cuda_graphs"] = Sampler(model, cuda_graphs=True)
-    results = []
+    results, greedy_agreement = [], {}
     print(f"{'batch':>5} {'method':<18} {'ms/step':>9} {'images/s':>9} {'vs original':>11}")
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
         base = time_original(model, batch, min(args.baseline_steps, codes), args.cfg_scale)
@@ -119,6 +124,11 @@ def main() -> None:
         for name, sampler in methods.items():
             rows.append((name, *time_ours(sampler, requests, codes, sjd=False)))
         rows.append(("ours+sjd", *time_ours(methods["ours"], requests, codes, sjd=True)))
+        if device.type == "cuda":
+            greedy = [Request(PROMPT, SamplingConfig(cfg_scale=args.cfg_scale, temperature=0.0)) for _ in range(batch)]
+            agree = (methods["ours"].generate(greedy, codes) == methods["ours+cuda_graphs"].generate(greedy, codes))
+            greedy_agreement[batch] = float(agree.float().mean())
+            print(f"{batch:>5} greedy codes equal between CUDA graphs and eager: {greedy_agreement[batch]:.4f}")
         for name, seconds, accepted in rows:
             row = {"batch": batch, "method": name, "ms_per_step": seconds * 1e3,
                    "images_per_s": batch / (seconds * codes), "ratio_vs_original": base / seconds}
@@ -139,6 +149,9 @@ def main() -> None:
         "baseline_steps_timed": min(args.baseline_steps, codes),
         "results": results, "speedup_vs_original": speedup,
     }
+    if device.type == "cuda":
+        summary["greedy_codes_equal_graphs_vs_eager"] = greedy_agreement
+        summary["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     emit(summary, args.out)
 
 
