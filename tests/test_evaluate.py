@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import parser_options
 from PIL import Image
 
 from simplear.cli import main
@@ -241,7 +242,7 @@ def test_the_evaluate_flags_are_the_config_fields_and_json_carries_them_whole() 
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    options = {option for action in parser._actions for option in action.option_strings}
+    options = set(parser_options(parser))
     fields = [name for name in [*EvaluateConfig.model_fields, *SamplingConfig.model_fields] if name != "sampling"]
     assert [name for name in fields if flag_name(name) not in options] == []
     whole = EvaluateConfig(prompts="p.jsonl", out="o", model="m", sampling=SamplingConfig(top_k=9, seed=4))
@@ -249,6 +250,6 @@ def test_the_evaluate_flags_are_the_config_fields_and_json_carries_them_whole() 
     assert config == whole.model_copy(update={"sampling": whole.sampling.model_copy(update={"seed": 5})})
     for argv, message in ((["--prompts", "p", "--out", "o"], "give a model"),
                           (["--prompts", "p", "--out", "o", "--model", "m", "--random-init"], "and not both"),
-                          (["--config-json", "[]"], "must be an object")):
+                          (["--config-json", "[]"], "must be a mapping of EvaluateConfig fields")):
         with pytest.raises(ValueError, match=message):
             config_from_args(parser.parse_args(argv))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import NoneType, UnionType
@@ -124,3 +125,14 @@ def with_flags(fields: dict, args: argparse.Namespace, flags: tuple[ConfigFlag, 
             target[part] = target = dict(target.get(part) or {})
         target[flag.path[-1]] = getattr(args, flag.dest)
     return merged
+
+
+def json_fields(text: str, what: str) -> dict:
+    """The fields of a whole config given as one JSON object (--config-json); ValueError naming `what` otherwise."""
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--config-json is not JSON: {err}") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"--config-json must be a mapping of {what} fields")
+    return fields

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from simplear.cli_args import load_model
 from simplear.config import EvaluateConfig, SamplingConfig, VisionConfig
-from simplear.config.flags import add_config_flags, config_flags, with_flags
+from simplear.config.flags import add_config_flags, config_flags, json_fields, with_flags
 from simplear.eval.dpg_run import read_dpg_prompts, run_dpg
 from simplear.eval.geneval_layout import PromptFileError, read_geneval_prompts
 from simplear.eval.geneval_run import run_geneval
@@ -38,12 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
     """The evaluation's config: --config-json's fields with every given flag on top."""
-    try:
-        fields = json.loads(args.config_json) if args.config_json else {}
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--config-json is not JSON: {err}") from None
-    if not isinstance(fields, dict):
-        raise ValueError("--config-json must be an object of EvaluateConfig fields")
+    fields = json_fields(args.config_json, "EvaluateConfig") if args.config_json else {}
     return EvaluateConfig.model_validate(with_flags(fields, args, CONFIG_FLAGS, "evaluate", "simplear evaluate"))
 
 

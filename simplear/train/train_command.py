@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from simplear.config import GRPOTrainConfig, RewardSpec, TrainConfig
-from simplear.config.flags import add_config_flags, config_flags, with_flags
+from simplear.config.flags import add_config_flags, config_flags, json_fields, with_flags
 from simplear.train import job
 
 STAGE_OWNERS = {"pretrain": "pretrain/sft", "sft": "pretrain/sft", "grpo": "grpo"}
@@ -45,13 +45,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig | GRPOTrainConfig:
     if args.config is not None:
         text = args.config.read_text()
         fields = json.loads(text) if args.config.suffix == ".json" else yaml.safe_load(text) or {}
+        if not isinstance(fields, dict):
+            raise ValueError("the config must be a mapping of TrainConfig / GRPOTrainConfig fields")
     elif args.config_json is not None:
-        try:
-            fields = json.loads(args.config_json)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--config-json is not JSON: {err}") from None
-    if not isinstance(fields, dict):
-        raise ValueError("the config must be a mapping of TrainConfig / GRPOTrainConfig fields")
+        fields = json_fields(args.config_json, "TrainConfig / GRPOTrainConfig")
     if args.stage and fields.get("stage", args.stage) != args.stage:
         raise ValueError(f"--stage {args.stage} but the config is stage {fields['stage']!r}")
     stage = args.stage or fields.get("stage") or "pretrain"
