@@ -3,6 +3,7 @@ tiny models and stand-ins, transformers oracles and server clients."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import copy
 import io
@@ -789,6 +790,13 @@ def assert_push_serves_trained_policy(client: HttpRolloutClient, trained_dir: Pa
                                 sampled.codes[0], params)
     assert torch.allclose(sampled.logprobs[0], expected, atol=1e-4)
     return version
+
+
+# --- command lines ---------------------------------------------------------------------------------
+
+def parser_options(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string of a parser (`-h` and `--help` included), in the order they were added."""
+    return [option for action in parser._actions for option in action.option_strings]
 
 
 # --- the package as it ships ------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import psutil
 import pytest
 import torch
 import yaml
-from helpers import SHAPE, write_aesthetic_head, write_tiny_clip
+from helpers import SHAPE, parser_options, write_aesthetic_head, write_tiny_clip
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -202,7 +202,7 @@ def test_train_flags_are_generated_from_both_stage_configs() -> None:
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    options = {option for action in parser._actions for option in action.option_strings}
+    options = set(parser_options(parser))
     fields = [(name, info) for model in (TrainConfig, GRPOTrainConfig) for name, info in model.model_fields.items()]
     assert [name for name, info in fields if scalar_type(info.annotation) and flag_name(name) not in options] == []
     assert {"--cfg-scale", "--top-k", "--no-sample-short", "--kl-ratio-weighted", "--no-tensorboard"} <= options

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import chart_platform_config, parser_options
 
 from simplear.cli import COMMANDS
 from simplear.platform.launcher import Phase, RunHandle, StageFailed
@@ -52,8 +53,6 @@ def wait_until_running(launcher: LocalLauncher, handle: RunHandle) -> None:
 def test_ranks_start_under_torchrun_with_their_pytorchjobs_arguments(launcher: LocalLauncher) -> None:
     """A distributed stage's command is torchrun over its ranks on 127.0.0.1, running the `simplear` arguments of its
     PyTorchJob's container; a stage of one process runs as in its pod, without torchrun."""
-    from helpers import chart_platform_config
-
     from simplear.platform.manifests.pytorchjob import rank_command
 
     spec = StageSpec(name="pretrain-1", procs_per_node=2, args=("--preset", "tiny", "--max-steps", "3"))
@@ -77,7 +76,7 @@ def test_torchrun_passes_every_option_of_a_distributed_stage_through(stage: str)
     subcommand = STAGES[stage].command
     parser = argparse.ArgumentParser()
     importlib.import_module(COMMANDS[subcommand[0]][0]).add_arguments(parser)
-    options = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    options = [option for option in parser_options(parser) if option.startswith("--")]
     parsed = get_args_parser().parse_args(["--nproc-per-node=2", "-m", "simplear.cli", *subcommand, *options])
     assert parsed.training_script == "simplear.cli" and parsed.training_script_args == [*subcommand, *options]
 

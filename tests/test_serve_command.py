@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 import pytest
+from helpers import parser_options
 from kserve.protocol.infer_type import InferInput, InferRequest
 from prometheus_client import CollectorRegistry
 
@@ -119,7 +120,7 @@ def test_every_field_of_the_serve_config_is_a_flag() -> None:
     limits' has one, typed as the field; a boolean field has --x / --no-x; Literal fields offer their values."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    options = {option for action in parser._actions for option in action.option_strings}
+    options = set(parser_options(parser))
     fields = [*ServeConfig.model_fields, *ServeBatching.model_fields, *ServeLimits.model_fields]
     missing = [name for name in fields if flag_name(name) not in options and name not in ("hosts", "batching",
                                                                                             "limits")]
