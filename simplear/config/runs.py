@@ -203,6 +203,7 @@ SIMPLEAR_EVAL_SAMPLING = {"cfg_scale": 6.0, "temperature": 1.0, "top_k": 64_000,
 """Upstream's evaluation sampling: scripts/eval/bench_geneval.sh / bench_dpg.sh pass --cfg-scale 6.0 --temperature 1.0
 --top_k 64000 --top_p 1.0 (the whole protocol: simplear.eval.protocols)."""
 SIMPLEAR_EVAL_IMAGES_PER_PROMPT = 4
+EvalProtocol = Literal["fixed", "simplear"]
 
 
 class EvaluateConfig(Strict):
@@ -210,7 +211,7 @@ class EvaluateConfig(Strict):
     samples as `sampling` says behind the fixed prefix; `simplear` is upstream's (simplear.eval.protocols)."""
 
     benchmark: Literal["geneval", "dpg"] = "geneval"
-    protocol: Literal["fixed", "simplear"] = Field(
+    protocol: EvalProtocol = Field(
         default="fixed", description="fixed: the given sampling behind the fixed prefix; simplear: upstream's (random "
                                      "prefixes, its negative prompt, CFG 6, top-k 64000, 4 images, GenEval reprompts)",
     )

@@ -21,13 +21,11 @@ come from a generator seeded by (seed, prompt index), so a run is reproducible a
 from __future__ import annotations
 
 import random
-from typing import Literal
 
 from simplear.config import SamplingConfig
+from simplear.config.runs import EvalProtocol as Protocol
 from simplear.model.prompt import GENERATION_PREFIX, TRAIN_PREFIXES
 from simplear.sampling.batch import Request
-
-Protocol = Literal["fixed", "simplear"]
 
 SIMPLEAR_PREFIXES: tuple[str, ...] = TRAIN_PREFIXES[2:]
 """PROMPTS_GEN of upstream's current simpar/train/preprocess.py: the training prefixes without "" and "a photo of"."""
