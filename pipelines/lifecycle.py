@@ -33,6 +33,8 @@ def lifecycle(
     pretrain_data_seed: int = RECIPE.pretrain_data_seed,
     sft_images: int = RECIPE.sft_images,
     sft_data_seed: int = RECIPE.sft_data_seed,
+    pretrain_tag_weights: str = RECIPE.pretrain_tag_weights,
+    sft_tag_weights: str = RECIPE.sft_tag_weights,
     eval_per_tag: int = RECIPE.eval_per_tag,
     procs_per_node: int = 0,
     nodes: int = 1,
@@ -81,9 +83,10 @@ def lifecycle(
 
     data = {**run, "data_root": pipeline_run.data_root}
     pretrain_data = place(shapes_data(**data, name="pretrain", images=pretrain_images, seed=pretrain_data_seed,
-                                      eval_per_tag=eval_per_tag), display_name="Shapes data: pretrain")
-    sft_data = place(shapes_data(**data, name="sft", images=sft_images, seed=sft_data_seed, eval_per_tag=eval_per_tag),
-                     display_name="Shapes data: SFT")
+                                      eval_per_tag=eval_per_tag, tag_weights=pretrain_tag_weights),
+                          display_name="Shapes data: pretrain")
+    sft_data = place(shapes_data(**data, name="sft", images=sft_images, seed=sft_data_seed, eval_per_tag=eval_per_tag,
+                                 tag_weights=sft_tag_weights), display_name="Shapes data: SFT")
     held_out = pretrain_data.outputs["data"]
     pretrain_tokens = place(tokenize_data(**data, **ranks, name="pretrain", preset=preset, data=held_out),
                             display_name="Tokenize: pretrain")
@@ -91,12 +94,12 @@ def lifecycle(
                        display_name="Tokenize: SFT")
 
     pretrained = place(pretrain(**run, **ranks, **optimisation, nodes=nodes, preset=preset, steps=pretrain_steps,
-                                batch_size=batch_size, learning_rate=pretrain_learning_rate,
+                                batch_size=batch_size, learning_rate=pretrain_learning_rate, seed=seed,
                                 tokens=pretrain_tokens.outputs["tokens"]), display_name="Pretrain")
     pretrain_eval = place(evaluate(**evaluation, stage="pretrain", model=pretrained.outputs["model"],
                                    prompts=held_out), display_name="Evaluate: pretrain")
     tuned = place(sft(**run, **ranks, **optimisation, nodes=nodes, steps=sft_steps, batch_size=batch_size,
-                      learning_rate=sft_learning_rate, tokens=sft_tokens.outputs["tokens"],
+                      learning_rate=sft_learning_rate, seed=seed, tokens=sft_tokens.outputs["tokens"],
                       init=pretrained.outputs["model"]), display_name="SFT")
     sft_eval = place(evaluate(**evaluation, stage="sft", model=tuned.outputs["model"], prompts=held_out),
                      display_name="Evaluate: SFT")

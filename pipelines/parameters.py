@@ -17,6 +17,9 @@ PARAMETER_HELP: dict[str, str] = {
     "pretrain_data_seed": "Seed of the pretraining set.",
     "sft_images": "Synthetic shapes images of the SFT set (their short captions are also the GRPO prompts).",
     "sft_data_seed": "Seed of the SFT set.",
+    "pretrain_tag_weights": "Mix of the pretraining set's GenEval tags as tag:weight,... (whole numbers, e.g. "
+                            "two_object:2,position:3); empty: every tag equally.",
+    "sft_tag_weights": "Mix of the SFT set's GenEval tags (and so of the GRPO prompts), as pretrain_tag_weights.",
     "eval_per_tag": "Held-out prompts per GenEval tag.",
     "procs_per_node": "Ranks per stage run; 0: the pool's GPUs per pod on Kubernetes, 1 locally.",
     "nodes": "Pods of the pretrain, SFT and GRPO runs (Master plus nodes - 1 Workers, torchrun across them; DeepSpeed "
@@ -52,7 +55,8 @@ PARAMETER_HELP: dict[str, str] = {
                  "check.",
     "negative_prompt": "Unconditional row's prompt in fixed-protocol evaluation, guided GRPO rollouts and the serving "
                        "check; empty: the CFG-dropped prompt.",
-    "seed": "Seed of the first evaluation image (+1 per image), of the serving check and of GRPO.",
+    "seed": "Seed of the model's init (pretrain and SFT data order), of the first evaluation image (+1 per image), of "
+            "the serving check and of GRPO.",
     "model_name": "Name the new model is served under, in the routes /v1/models/<model_name>:predict (on Kubernetes "
                   "also the InferenceService's name, unless inference_service names one); empty: simplear locally, "
                   "the platform's InferenceService on Kubernetes.",

@@ -61,7 +61,8 @@ def pretrain_only(
     pretrained = place(pretrain(**run, procs_per_node=procs_per_node, nodes=nodes, preset=preset,
                                 steps=pretrain_steps, batch_size=batch_size, learning_rate=pretrain_learning_rate,
                                 lr_schedule=train_lr_schedule, weight_decay=train_weight_decay,
-                                loss_on=train_loss_on, text_lm=text_lm_uri, tokens=tokens.outputs["data"]),
+                                loss_on=train_loss_on, text_lm=text_lm_uri, seed=seed,
+                                tokens=tokens.outputs["data"]),
                        display_name="Pretrain")
     after = place(evaluate(**evaluation, stage="pretrain", model=pretrained.outputs["model"], prompts=held_out),
                   display_name="Evaluate: pretrain")

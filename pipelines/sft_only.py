@@ -64,7 +64,8 @@ def sft_only(
                    display_name="Evaluate: start")
     tuned = place(sft(**run, procs_per_node=procs_per_node, nodes=nodes, steps=sft_steps, batch_size=batch_size,
                       lr_schedule=train_lr_schedule, weight_decay=train_weight_decay, loss_on=train_loss_on,
-                      learning_rate=sft_learning_rate, tokens=tokens.outputs["data"], init=init.outputs["model"]),
+                      learning_rate=sft_learning_rate, seed=seed, tokens=tokens.outputs["data"],
+                      init=init.outputs["model"]),
                   display_name="SFT")
     after = place(evaluate(**evaluation, stage="sft", model=tuned.outputs["model"], prompts=held_out),
                   display_name="Evaluate: SFT")

@@ -106,9 +106,10 @@ def train_on_user_data(
 
     pretrained = place(pretrain(**run, **ranks, **optimisation, nodes=nodes, preset=preset, steps=pretrain_steps,
                                 batch_size=batch_size, learning_rate=pretrain_learning_rate, text_lm=text_lm_uri,
-                                tokens=pretrain_tokens.outputs["tokens"]), display_name="Pretrain from the text LM")
+                                seed=seed, tokens=pretrain_tokens.outputs["tokens"]),
+                       display_name="Pretrain from the text LM")
     tuned = place(sft(**run, **ranks, **optimisation, nodes=nodes, steps=sft_steps, batch_size=batch_size,
-                      learning_rate=sft_learning_rate, tokens=sft_tokens.outputs["tokens"],
+                      learning_rate=sft_learning_rate, seed=seed, tokens=sft_tokens.outputs["tokens"],
                       init=pretrained.outputs["model"]), display_name="SFT")
     sft_eval = place(evaluate(**evaluation, stage="sft", model=tuned.outputs["model"], prompts=held_out),
                      display_name="Evaluate: SFT")

@@ -44,9 +44,9 @@ def s3_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def server_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The quick demo on a local store with GRPO rollouts from a rollout server: its run directory."""
+    """The quick demo on a local store, demo seed 1, with GRPO rollouts from a rollout server: its run directory."""
     out = tmp_path_factory.mktemp("demo") / "local"
-    run_demo(out, "--rollout-server")
+    run_demo(out, "--rollout-server", "--seed", "1")
     return out
 
 
@@ -66,9 +66,9 @@ def test_quick_demo_reports_every_stage_with_timings_and_per_tag_scores(s3_demo:
         assert stage["seconds"] > 0 and stage["eval_seconds"] > 0, name
         assert set(stage) >= TAGS | {"overall"}, name
         assert all(0.0 <= stage[tag] <= 1.0 for tag in TAGS), name
+    sampling = {"protocol": "fixed", "cfg_scale": QUICK.cfg_scale, "negative_prompt": "", "seed": 1000}
     assert result["evaluation"] == {"prompts": 6, "images_per_prompt": QUICK.eval_images_per_prompt,
-                                    "sampling": {"protocol": "fixed", "cfg_scale": 5.0, "negative_prompt": "",
-                                                 "seed": 1000}}
+                                    "sampling": sampling}
     assert len(result["stages"]["grpo"]["reward_curve"]) == QUICK.grpo_steps
 
 
@@ -115,6 +115,22 @@ def test_quick_demo_grpo_can_take_rollouts_from_a_rollout_server(server_demo: Pa
     assert "rollout-server" in json.loads((grpo_run / "run.json").read_text())["rollout_command"]
     assert (grpo_run / "rollout.log").stat().st_size > 0
     assert len(result["stages"]["grpo"]["reward_curve"]) == QUICK.grpo_steps
+
+
+def test_a_demo_seed_reaches_the_data_the_models_the_evaluation_and_the_serving_check(server_demo: Path) -> None:
+    """--seed 1 ran the recipe's seeded(1): its datasets, pretrain and SFT init, evaluation and serving seeds."""
+    seeded = QUICK.seeded(1)
+    result = report(server_demo)
+    assert result["evaluation"]["sampling"]["seed"] == seeded.seed and result["served"]["seed"] == seeded.seed
+    runs = server_demo.parent / "jobs-local"
+    for stage, field in (("shapes-pretrain", "pretrain_data_seed"), ("shapes-sft", "sft_data_seed")):
+        (run,) = runs.glob(f"{stage}-*")
+        command = json.loads((run / "run.json").read_text())["spec"]["args"]
+        assert command[command.index("--seed") + 1] == str(getattr(seeded, field)), stage
+    for stage in ("pretrain", "sft"):
+        (run,) = runs.glob(f"{stage}-*")
+        command = json.loads((run / "run.json").read_text())["spec"]["args"]
+        assert json.loads(command[command.index("--config-json") + 1])["seed"] == seeded.seed, stage
 
 
 def run_entry_point(name: str, arguments: dict, work: Path) -> str:

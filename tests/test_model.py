@@ -89,6 +89,19 @@ def test_tiny_preset_fits_vllm_cpu_attention() -> None:
         get_preset("7B")
 
 
+def test_the_tiny_models_rope_turns_once_per_row_of_its_code_grid() -> None:
+    """One rotary frequency of the built tiny model turns by exactly 2 pi over a row of codes (16), so the query of a
+    code can match the key of the code above it, and of <|soi|>'s column, at every distance a multiple of a row."""
+    preset = get_preset("tiny")
+    model = SimpleARModel.random_init(preset)
+    angles = model.lm.model.rotary_emb.inv_freq.double() * preset.vision.grid
+    turns = angles / (2 * torch.pi)
+    assert torch.isclose(turns, torch.ones_like(turns), atol=1e-6).sum() == 1
+    default = Qwen2ForCausalLM(qwen2_config(preset.shape.model_copy(update={"rope_theta": 10_000.0}), 600))
+    default_turns = default.model.rotary_emb.inv_freq.double() * preset.vision.grid / (2 * torch.pi)
+    assert not torch.isclose(default_turns, torch.ones_like(default_turns), atol=1e-2).any(), "10,000 has none"
+
+
 @pytest.mark.parametrize("tied", [True, False])
 def test_from_text_lm_adds_rows_initialised_to_the_mean(tied: bool) -> None:
     """Special tokens and code rows are appended; every new row is the mean of the old rows; old rows stay."""

@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from helpers import objects, one
 
@@ -90,3 +91,16 @@ def test_no_default_assumes_the_release_name() -> None:
         assert not re.search(r"simplear-(store|platform|pipeline)\b", text), name
     for name in ("simplear-lifecycle", "simplear-evaluate-deploy"):
         assert parameters(name)["inference_service"]["defaultValue"] == ""
+
+
+def test_a_demo_seed_moves_every_seed_of_the_recipe_and_seed_0_is_the_recipe() -> None:
+    """`simplear demo --seed S` runs `recipe.seeded(S)`: new data, init, evaluation and GRPO seeds, nothing else."""
+    recipe = SHAPES_RECIPES["full"]
+    assert recipe.seeded(0) == recipe
+    moved = {field for field, value in recipe.seeded(2).model_dump().items() if value != getattr(recipe, field)}
+    assert moved == {"pretrain_data_seed", "sft_data_seed", "seed"}
+    seeds = [recipe.seeded(s) for s in range(3)]
+    data_seeds = [(r.pretrain_data_seed, r.sft_data_seed) for r in seeds]
+    assert len({seed for pair in data_seeds for seed in pair}) == 6, "no two datasets of the three seeds share a seed"
+    with pytest.raises(ValueError, match="from 0"):
+        recipe.seeded(-1)

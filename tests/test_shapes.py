@@ -162,10 +162,11 @@ def test_held_out_prompts_are_never_training_captions(recipe: str, tmp_path: Pat
     held_out: set[str] = set()
     captions: set[str] = set()
     tags: set[str] = set()
-    for name, images, seed in (("pretrain", values.pretrain_images, values.pretrain_data_seed),
-                               ("sft", values.sft_images, values.sft_data_seed)):
+    for name, images, seed, weights in (
+            ("pretrain", values.pretrain_images, values.pretrain_data_seed, values.pretrain_tag_weights),
+            ("sft", values.sft_images, values.sft_data_seed, values.sft_tag_weights)):
         assert main(["shapes", "--out", str(tmp_path / name), "--n", str(min(images, 600)), "--seed", str(seed),
-                     "--eval-per-tag", str(values.eval_per_tag)]) == 0
+                     "--eval-per-tag", str(values.eval_per_tag), "--tag-weights", weights]) == 0
         held_out |= {json.loads(line)["prompt"]
                      for line in (tmp_path / name / "evaluation_metadata.jsonl").read_text().splitlines()}
         for line in (tmp_path / name / "meta.jsonl").read_text().splitlines():
@@ -329,6 +330,27 @@ def test_records_cycle_through_every_tag_with_matching_captions() -> None:
         assert record.short_caption == record.metadata["prompt"]
         for obj in record.objects:
             assert f"{obj.color} {obj.shape}" in record.long_caption
+
+
+def test_tag_weights_set_the_training_mix(tmp_path: Path) -> None:
+    """`--tag-weights two_object:2,position:1`: two two-object records for each position record, no other tag."""
+    assert main(["shapes", "--out", str(tmp_path), "--n", "30", "--seed", "3", "--eval-per-tag", "2",
+                 "--tag-weights", "two_object:2,position:1"]) == 0
+    tags = [json.loads(line)["metadata"]["tag"] for line in (tmp_path / "meta.jsonl").read_text().splitlines()]
+    assert tags == ["two_object", "two_object", "position"] * 10
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ("two_objects:2", "unknown tag 'two_objects'"),
+    ("two_object:0.5", "must be a whole number"),
+    ("two_object:0,position:0", "every tag weight 0"),
+])
+def test_bad_tag_weights_are_refused_before_anything_is_written(
+    weights: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit, match=message):
+        main(["shapes", "--out", str(tmp_path / "data"), "--n", "6", "--tag-weights", weights])
+    assert not (tmp_path / "data").exists()
 
 
 def test_written_datasets_are_byte_identical_and_load_back(tmp_path: Path) -> None:

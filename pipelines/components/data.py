@@ -8,12 +8,13 @@ from pipelines.components.stage_support import STAGE_HELPERS, backend_store, pub
 
 @on_base_image(*STAGE_HELPERS)
 def shapes_data(backend: str, runs_dir: str, root: str, data_root: str, run_id: str, name: str, images: int, seed: int,
-                eval_per_tag: int, timeout_minutes: int, data: Output[Dataset]) -> None:
-    """Shapes images with short and long captions (meta.jsonl) and held-out GenEval-style prompts, under data_root."""
+                eval_per_tag: int, timeout_minutes: int, data: Output[Dataset], tag_weights: str = "") -> None:
+    """Shapes images with short and long captions (meta.jsonl) in the `tag:weight,...` mix and held-out
+    GenEval-style prompts, under data_root."""
     from simplear.store import join
 
     uri = join(data_root, "data", name)
-    args = ["--out", uri, "--n", images, "--seed", seed, "--eval-per-tag", eval_per_tag]
+    args = ["--out", uri, "--n", images, "--seed", seed, "--eval-per-tag", eval_per_tag, "--tag-weights", tag_weights]
     seconds = run_stage(backend, runs_dir, "shapes", f"shapes-{name}", args, 0, timeout_minutes, run_id)
     publish(data, uri, {"meta": join(uri, "meta.jsonl"), "eval_prompts": join(uri, "evaluation_metadata.jsonl"),
                         "images": images})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -117,6 +118,11 @@ COSMOS_DOWNSAMPLE = 16
 QWEN25_TEXT_VOCAB = 151_672  # Qwen2.5 tokenizer (151,665) + the 7 SimpleAR special tokens
 
 
+TINY_ROPE_THETA = (16 / (2 * math.pi)) ** 8
+"""The tiny preset's RoPE base: its third frequency (base^(-2*2/32) of 32-wide heads) turns once every 16 tokens, one
+row of its 16 x 16 code grid, so attention finds the cell above and the column exactly (at 10,000 no frequency does,
+and samples wrap shapes across the right edge)."""
+
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny",
@@ -126,7 +132,7 @@ PRESETS: dict[str, Preset] = {
             num_layers=4,
             num_heads=4,
             num_kv_heads=2,
-            rope_theta=10_000.0,
+            rope_theta=TINY_ROPE_THETA,
             max_position_embeddings=2048,
         ),
         vision=VisionConfig(

@@ -266,13 +266,21 @@ class ShapesRecipe(Strict):
     pretrain_data_seed: int = 0
     sft_images: int = Field(default=6_000, gt=0)
     sft_data_seed: int = 11
+    pretrain_tag_weights: str = Field(
+        default="single_object:1,two_object:1,counting:1,colors:2,position:1,color_attr:2",
+        description="pretrain data mix, tag:weight,...; '' = every tag once",
+    )
+    sft_tag_weights: str = Field(
+        default="single_object:1,two_object:1,counting:2,colors:2,position:2,color_attr:2",
+        description="SFT data mix (also GRPO's prompts), tag:weight,...",
+    )
     eval_per_tag: int = Field(default=12, gt=0, description="held-out prompts per GenEval tag")
     procs_per_node: int = Field(default=2, ge=0, description="ranks per stage run; 0 = the pool's GPUs (1 locally)")
     batch_size: int = Field(default=16, gt=0, description="pretrain / SFT sequences per rank per step")
     pretrain_steps: int = Field(default=600, gt=0)
-    pretrain_learning_rate: float = Field(default=1e-3, gt=0)
+    pretrain_learning_rate: float = Field(default=2e-3, gt=0)
     sft_steps: int = Field(default=250, gt=0)
-    sft_learning_rate: float = Field(default=3e-4, gt=0)
+    sft_learning_rate: float = Field(default=1e-3, gt=0)
     train_lr_schedule: str = Field(
         default="cosine", pattern="^(constant|constant_with_warmup|linear|cosine)$",
         description="pretrain / SFT schedule after a warmup of 5% of the steps (upstream: constant, no warmup)",
@@ -299,9 +307,16 @@ class ShapesRecipe(Strict):
         default="fixed", pattern="^(fixed|simplear)$", description="fixed: fixed prefix, cfg_scale, negative_prompt"
     )
     eval_images_per_prompt: int = Field(default=4, gt=0)
-    cfg_scale: float = Field(default=5.0, ge=0)
+    cfg_scale: float = Field(default=3.0, ge=0)
     negative_prompt: str = Field(default="", description="'' = the CFG-dropped prompt as the unconditional row")
-    seed: int = Field(default=1000, ge=0, description="evaluation, serving check and GRPO seed")
+    seed: int = Field(default=1000, ge=0, description="model init, evaluation, serving check and GRPO seed")
+
+    def seeded(self, run_seed: int) -> ShapesRecipe:
+        """This recipe for demo seed `run_seed`: every data and run seed moved by it (seed 0 is the recipe itself)."""
+        if run_seed < 0:
+            raise ValueError(f"a demo seed is a whole number from 0, not {run_seed}")
+        return self.model_copy(update={"pretrain_data_seed": self.pretrain_data_seed + run_seed,
+                                       "sft_data_seed": self.sft_data_seed + run_seed, "seed": self.seed + run_seed})
 
 
 SHAPES_RECIPES: dict[str, ShapesRecipe] = {

@@ -42,12 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="run directory: report, pipeline log (default runs/demo/<UTC time>)")
     parser.add_argument("--rollout-server", action="store_true",
                         help="GRPO rollouts from a rollout server process (torch engine) instead of in the trainer")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="moves every data, init, evaluation and GRPO seed of the recipe (0: the recipe as it is)")
     parser.add_argument("--verbose", action="store_true", help="show every log line, not only progress")
 
 
 def pipeline_arguments(args: argparse.Namespace, store_root: str, run_tag: str) -> dict:
     """The lifecycle pipeline's arguments: local backend, this run's store and runs dir, the chosen recipe."""
-    recipe = SHAPES_RECIPES["quick" if args.quick else "full"]
+    recipe = SHAPES_RECIPES["quick" if args.quick else "full"].seeded(args.seed)
     return {
         "backend": "local", "store_root": store_root, "run_tag": run_tag,
         "runs_dir": str((args.runs_dir or default_runs_dir()).absolute()),
@@ -73,6 +75,8 @@ def score_line(out: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline, copy its report into the run directory; 0 on success, 1 when a step failed."""
     started = time.monotonic()
+    if args.seed < 0:
+        raise SystemExit(f"simplear demo: --seed must be 0 or more, not {args.seed}")
     out = (args.out or Path("runs/demo") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")).absolute()
     out.mkdir(parents=True, exist_ok=True)
     with (out / PIPELINE_LOG).open("a") as log:
