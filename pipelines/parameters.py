@@ -34,6 +34,9 @@ PARAMETER_HELP: dict[str, str] = {
     "train_weight_decay": "Pretrain / SFT AdamW weight decay (upstream SimpleAR: 0.01).",
     "train_loss_on": "Pretrain / SFT loss positions: all (every token, prompt text included: upstream SimpleAR's) or "
                      "codes (the visual codes only).",
+    "train_prompt_prefixes": "Pretrain / SFT caption prefixes: upstream (a random one of upstream SimpleAR's training "
+                             "list) or generation (always 'A highly realistic image of ', as generate and the fixed "
+                             "evaluation protocol prompt).",
     "grpo_steps": "GRPO optimizer steps (the length of its schedule).",
     "grpo_batch_size": "GRPO rollout images per rank per step (whole groups).",
     "grpo_num_generations": "GRPO images per prompt: one group.",

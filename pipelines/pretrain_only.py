@@ -36,6 +36,7 @@ def pretrain_only(
     train_lr_schedule: str = RECIPE.train_lr_schedule,
     train_weight_decay: float = RECIPE.train_weight_decay,
     train_loss_on: str = RECIPE.train_loss_on,
+    train_prompt_prefixes: str = RECIPE.train_prompt_prefixes,
     eval_protocol: str = RECIPE.eval_protocol,
     eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
     eval_score_shapes: bool = False,
@@ -61,7 +62,8 @@ def pretrain_only(
     pretrained = place(pretrain(**run, procs_per_node=procs_per_node, nodes=nodes, preset=preset,
                                 steps=pretrain_steps, batch_size=batch_size, learning_rate=pretrain_learning_rate,
                                 lr_schedule=train_lr_schedule, weight_decay=train_weight_decay,
-                                loss_on=train_loss_on, text_lm=text_lm_uri, seed=seed,
+                                loss_on=train_loss_on, prompt_prefixes=train_prompt_prefixes, text_lm=text_lm_uri,
+                                seed=seed,
                                 tokens=tokens.outputs["data"]),
                        display_name="Pretrain")
     after = place(evaluate(**evaluation, stage="pretrain", model=pretrained.outputs["model"], prompts=held_out),

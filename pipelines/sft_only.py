@@ -37,6 +37,7 @@ def sft_only(
     train_lr_schedule: str = RECIPE.train_lr_schedule,
     train_weight_decay: float = RECIPE.train_weight_decay,
     train_loss_on: str = RECIPE.train_loss_on,
+    train_prompt_prefixes: str = RECIPE.train_prompt_prefixes,
     eval_protocol: str = RECIPE.eval_protocol,
     eval_images_per_prompt: int = RECIPE.eval_images_per_prompt,
     eval_score_shapes: bool = True,
@@ -64,6 +65,7 @@ def sft_only(
                    display_name="Evaluate: start")
     tuned = place(sft(**run, procs_per_node=procs_per_node, nodes=nodes, steps=sft_steps, batch_size=batch_size,
                       lr_schedule=train_lr_schedule, weight_decay=train_weight_decay, loss_on=train_loss_on,
+                      prompt_prefixes=train_prompt_prefixes,
                       learning_rate=sft_learning_rate, seed=seed, tokens=tokens.outputs["data"],
                       init=init.outputs["model"]),
                   display_name="SFT")

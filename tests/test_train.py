@@ -28,7 +28,7 @@ from simplear.cli import main as cli_main
 from simplear.config import PRESETS, SHAPES_RECIPES, TrainConfig, get_preset
 from simplear.data.shapes import make_dataset
 from simplear.data.tokenize.shards import TokenRecord, decode_shard, shard_uri, write_token_dataset
-from simplear.model.prompt import TRAIN_PREFIXES, dropped_prompt
+from simplear.model.prompt import TRAIN_PREFIXES, TRAINING_PREFIX_SETS, dropped_prompt, t2i_prompt
 from simplear.model.simplear_lm import SimpleARModel, qwen2_config
 from simplear.model.text_tokenizer import build_text_tokenizer
 from simplear.model.vocab import SOI, T2I
@@ -170,6 +170,18 @@ def test_dataset_prompt_frequencies_with_a_fixed_seed(tiny_model: SimpleARModel)
     long_only = prompt_dataset(tiny_model, records, seed=3, sample_short=False, repeats=4)
     kept_prompts = [p for p in map(long_only.prompt, range(len(long_only))) if p != dropped_prompt()]
     assert kept_prompts and all("long caption" in p and "short caption" not in p for p in kept_prompts)
+
+
+def test_generation_prefixes_train_on_the_prompt_generate_uses(tiny_model: SimpleARModel) -> None:
+    """With the `generation` prefixes every kept prompt is exactly what generate conditions on: t2i_prompt(caption)."""
+    records = caption_records(20)
+    dataset = prompt_dataset(tiny_model, records, seed=3, repeats=20, prefixes=TRAINING_PREFIX_SETS["generation"])
+    prompts = [dataset.prompt(i) for i in range(len(dataset))]
+    kept = [(i, prompt) for i, prompt in enumerate(prompts) if prompt != dropped_prompt()]
+    assert 300 < len(kept) < 400
+    captions = [(dataset.record(i).short, dataset.record(i).long) for i, _ in kept]
+    assert all(prompt in map(t2i_prompt, pair) for (_, prompt), pair in zip(kept, captions, strict=True))
+    assert TrainConfig(stage="pretrain", data="d", output="o", max_steps=1).prompt_prefixes == "upstream"
 
 
 def test_dataset_is_seeded_by_index_and_truncates_keeping_soi(tiny_model: SimpleARModel) -> None:

@@ -16,9 +16,9 @@ from pipelines.components.stage_support import (
 
 @on_base_image(*STAGE_HELPERS)
 def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps: int, batch_size: int,
-             learning_rate: float, lr_schedule: str, weight_decay: float, loss_on: str, procs_per_node: int,
-             timeout_minutes: int, tokens: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
-             save_steps: int = 100, nodes: int = 1, text_lm: str = "", seed: int = 0) -> None:
+             learning_rate: float, lr_schedule: str, weight_decay: float, loss_on: str, prompt_prefixes: str,
+             procs_per_node: int, timeout_minutes: int, tokens: Input[Dataset], model: Output[Model],
+             metrics: Output[Metrics], save_steps: int = 100, nodes: int = 1, text_lm: str = "", seed: int = 0) -> None:
     """Next-token pretraining on token shards of a random-init model of the preset or, given `text_lm`, of that
     Qwen2.5 text LM with the visual codes added to its vocabulary; the final checkpoint."""
     from simplear.config import TrainConfig
@@ -29,6 +29,7 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
         stage="pretrain", data=tokens.metadata["uri"], output=out, preset=preset,
         init="text_lm" if text_lm else "random", init_from=text_lm or None, max_steps=steps, batch_size=batch_size,
         learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, loss_on=loss_on,
+        prompt_prefixes=prompt_prefixes,
         warmup_steps=max(1, steps // 20), save_steps=save_steps, logging_steps=max(1, min(10, steps // 10)), seed=seed,
     )
     args = ["--config-json", config.model_dump_json(exclude_defaults=True)]
@@ -43,9 +44,9 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
 
 @on_base_image(*STAGE_HELPERS)
 def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_size: int, learning_rate: float,
-        lr_schedule: str, weight_decay: float, loss_on: str, procs_per_node: int, timeout_minutes: int,
-        tokens: Input[Dataset], init: Input[Model], model: Output[Model], metrics: Output[Metrics],
-        save_steps: int = 100, nodes: int = 1, seed: int = 0) -> None:
+        lr_schedule: str, weight_decay: float, loss_on: str, prompt_prefixes: str, procs_per_node: int,
+        timeout_minutes: int, tokens: Input[Dataset], init: Input[Model], model: Output[Model],
+        metrics: Output[Metrics], save_steps: int = 100, nodes: int = 1, seed: int = 0) -> None:
     """Supervised fine-tuning of a checkpoint on token shards; the final checkpoint."""
     from simplear.config import TrainConfig
     from simplear.store import join
@@ -54,7 +55,8 @@ def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_s
     config = TrainConfig(
         stage="sft", data=tokens.metadata["uri"], output=out, init="checkpoint", init_from=init.metadata["uri"],
         max_steps=steps, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
-        weight_decay=weight_decay, loss_on=loss_on, warmup_steps=max(1, steps // 20), save_steps=save_steps,
+        weight_decay=weight_decay, loss_on=loss_on, prompt_prefixes=prompt_prefixes, warmup_steps=max(1, steps // 20),
+        save_steps=save_steps,
         logging_steps=max(1, min(10, steps // 10)), seed=seed,
     )
     args = ["--config-json", config.model_dump_json(exclude_defaults=True)]

@@ -54,6 +54,10 @@ class TrainConfig(Strict):
     max_grad_norm: float = Field(default=1.0, gt=0)
     p_drop_cond: float = Field(default=0.1, ge=0, le=1, description="share of prompts dropped to <|t2i|><|soi|>")
     sample_short: bool = Field(default=True, description="pick the short or long caption at random; False = long")
+    prompt_prefixes: Literal["upstream", "generation"] = Field(
+        default="upstream", description="upstream: a random prefix of upstream's list before each caption; generation: "
+                                        "always the generation prefix"
+    )
     max_prompt_tokens: int = Field(default=128, ge=2, description="longer prompts keep their head and <|soi|>")
     gradient_checkpointing: bool = Field(default=False, description="recompute activations in the backward pass")
     dataloader_workers: int = Field(default=0, ge=0)
@@ -289,6 +293,10 @@ class ShapesRecipe(Strict):
     train_loss_on: str = Field(
         default="codes", pattern="^(all|codes)$", description="pretrain / SFT loss on codes only (upstream: all)"
     )
+    train_prompt_prefixes: str = Field(
+        default="generation", pattern="^(upstream|generation)$",
+        description="pretrain / SFT captions behind the generation prefix only (upstream: a random one of its list)",
+    )
     grpo_steps: int = Field(default=64, gt=0)
     grpo_batch_size: int = Field(default=32, gt=0, description="rollout images per rank per step")
     grpo_num_generations: int = Field(default=8, ge=2)
@@ -344,6 +352,7 @@ class TrainRecipe(Strict):
     train_lr_schedule: str = Field(default="constant", pattern="^(constant|constant_with_warmup|linear|cosine)$")
     train_weight_decay: float = Field(default=0.01, ge=0)
     train_loss_on: str = Field(default="all", pattern="^(all|codes)$")
+    train_prompt_prefixes: str = Field(default="upstream", pattern="^(upstream|generation)$")
     grpo_steps: int = Field(default=500, gt=0)
     grpo_batch_size: int = Field(default=16, gt=0, description="rollout images per rank per step")
     grpo_num_generations: int = Field(default=4, ge=2)

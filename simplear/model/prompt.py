@@ -31,6 +31,9 @@ TRAIN_PREFIXES: tuple[str, ...] = (
     "A high-tech sci-fi scene with ",
 )
 GENERATION_PREFIX = "A highly realistic image of "
+TRAINING_PREFIX_SETS: dict[str, tuple[str, ...]] = {"upstream": TRAIN_PREFIXES, "generation": (GENERATION_PREFIX,)}
+"""Prefixes a training caption is drawn behind: upstream's list (wdrink/SimpleAR simpar/train/preprocess.py), or only
+the one `generate` and the fixed evaluation protocol put before a caption."""
 NEGATIVE_TEXT = (
     "An image of aerial view, overexposed, low quality, deformation, a poor composition, "
     "bad hands, bad teeth, bad eyes, bad limbs, distortion"
@@ -52,8 +55,10 @@ def negative_prompt(text: str | None = None) -> str:
     return t2i_prompt(NEGATIVE_TEXT if text is None else text, prefix="")
 
 
-def training_prompt(caption: str, rng: random.Random, p_drop_cond: float) -> str:
-    """A training prompt as the original builds it: dropped with `p_drop_cond`, else a random prefix."""
+def training_prompt(
+    caption: str, rng: random.Random, p_drop_cond: float, prefixes: tuple[str, ...] = TRAIN_PREFIXES
+) -> str:
+    """A training prompt as the original builds it: dropped with `p_drop_cond`, else behind a random prefix."""
     if rng.random() < p_drop_cond:
         return dropped_prompt()
-    return t2i_prompt(caption, prefix=rng.choice(TRAIN_PREFIXES))
+    return t2i_prompt(caption, prefix=rng.choice(prefixes))

@@ -13,6 +13,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.integrations import unset_hf_deepspeed_config
 
 from simplear.config import PRESETS, TrainConfig, VisionConfig, get_preset
+from simplear.model.prompt import TRAINING_PREFIX_SETS
 from simplear.model.simplear_lm import CODEBOOK_KEY, SimpleARModel
 from simplear.store import Store, join
 from simplear.train import job
@@ -147,6 +148,7 @@ def train(config: TrainConfig, store: Store | None = None) -> TrainResult:
         sample_short=config.sample_short,
         max_prompt_tokens=config.max_prompt_tokens,
         repeats=repeats_for(len(records), config.max_steps, sequences_per_step),
+        prefixes=TRAINING_PREFIX_SETS[config.prompt_prefixes],
     )
     trainer = Trainer(
         model=model.lm,

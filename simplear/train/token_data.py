@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from simplear.data.tokenize.shards import FORMAT, SHARD_DIR, TokenRecord
-from simplear.model.prompt import training_prompt
+from simplear.model.prompt import TRAIN_PREFIXES, training_prompt
 from simplear.model.vocab import VisualVocab
 from simplear.store import Store
 
@@ -102,6 +102,7 @@ class TokenDataset(Dataset):
         sample_short: bool,
         max_prompt_tokens: int,
         repeats: int = 1,
+        prefixes: tuple[str, ...] = TRAIN_PREFIXES,
     ) -> None:
         if repeats < 1:
             raise ValueError("repeats must be at least 1")
@@ -113,6 +114,7 @@ class TokenDataset(Dataset):
         self.sample_short = sample_short
         self.max_prompt_tokens = max_prompt_tokens
         self.repeats = repeats
+        self.prefixes = prefixes
 
     def __len__(self) -> int:
         return self.repeats * len(self.records)
@@ -128,7 +130,7 @@ class TokenDataset(Dataset):
         rng = random.Random(f"simplear-train/{self.seed}/{index}")
         record = self.record(index)
         caption = record.short if self.sample_short and rng.random() < 0.5 else record.long
-        return training_prompt(caption, rng, self.p_drop_cond)
+        return training_prompt(caption, rng, self.p_drop_cond, self.prefixes)
 
     def prompt_ids(self, index: int) -> list[int]:
         """Token ids of the prompt; one longer than max_prompt_tokens keeps its head and its last token, <|soi|>."""
