@@ -15,19 +15,16 @@ QWEN_SPECIALS: tuple[str, ...] = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 _WORDS = (
     "a an the one two three four five six seven eight nine ten photo image picture of and with on in "
     "left right above below under over next to near beside between top bottom middle center corner "
-    "square squares circle circles triangle triangles cross crosses diamond diamonds shape shapes object objects "
+    "square squares circle circles triangle triangles cross crosses shape shapes object objects "
     "big small large tiny plain background white black gray grey color colour colored "
-    "there is are it its this that some many few no not only each every side at"
+    "there is are it its this that some many few no not only each every side"
 )
-SCENE_WEIGHT = 40
-"""How many times the colour and scene words outweigh the prefixes in the corpus: enough merges for each to be one
-token, so that a tiny model reads "blue" or "diamond" as one symbol rather than as fragments it must compose."""
 
 
 def _corpus() -> list[str]:
-    """Deterministic training text: prompt prefixes, negative prompt, and the colour and scene words weighted."""
+    """Deterministic training text: prompt prefixes, negative prompt, colours and scene words."""
     colours = " ".join(c.name for c in DEFAULT_PALETTE)
-    return [*TRAIN_PREFIXES, NEGATIVE_TEXT] * 4 + [f" {colours} {_WORDS}"] * SCENE_WEIGHT
+    return [*TRAIN_PREFIXES, NEGATIVE_TEXT, colours, _WORDS] * 4
 
 
 def build_text_tokenizer(
