@@ -52,7 +52,8 @@ def train(recipe: ShapesRecipe, stage: str, data: Path, out: Path, init: list[st
     config = TrainConfig(
         stage=stage, data=str(data), output=str(out), preset=recipe.preset, init="checkpoint" if init else "random",
         init_from=init[0] if init else None, max_steps=steps, batch_size=recipe.batch_size, learning_rate=learning_rate,
-        lr_schedule=recipe.train_lr_schedule, weight_decay=recipe.train_weight_decay, loss_on=recipe.train_loss_on,
+        lr_schedule=recipe.train_lr_schedule, weight_decay=recipe.train_weight_decay,
+        adam_beta2=recipe.train_adam_beta2, loss_on=recipe.train_loss_on,
         prompt_prefixes=recipe.train_prompt_prefixes,
         warmup_steps=max(1, steps // 20), save_steps=steps, logging_steps=25, tensorboard=False, seed=recipe.seed,
     )

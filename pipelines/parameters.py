@@ -32,6 +32,7 @@ PARAMETER_HELP: dict[str, str] = {
     "train_lr_schedule": "Pretrain / SFT schedule after a 5% warmup: constant, constant_with_warmup, linear or cosine "
                          "(upstream SimpleAR: constant).",
     "train_weight_decay": "Pretrain / SFT AdamW weight decay (upstream SimpleAR: 0.01).",
+    "train_adam_beta2": "Pretrain / SFT AdamW beta2 (upstream SimpleAR: the HF Trainer's 0.999).",
     "train_loss_on": "Pretrain / SFT loss positions: all (every token, prompt text included: upstream SimpleAR's) or "
                      "codes (the visual codes only).",
     "train_prompt_prefixes": "Pretrain / SFT caption prefixes: upstream (a random one of upstream SimpleAR's training "

@@ -35,6 +35,7 @@ def pretrain_only(
     pretrain_learning_rate: float = RECIPE.pretrain_learning_rate,
     train_lr_schedule: str = RECIPE.train_lr_schedule,
     train_weight_decay: float = RECIPE.train_weight_decay,
+    train_adam_beta2: float = RECIPE.train_adam_beta2,
     train_loss_on: str = RECIPE.train_loss_on,
     train_prompt_prefixes: str = RECIPE.train_prompt_prefixes,
     eval_protocol: str = RECIPE.eval_protocol,
@@ -62,8 +63,8 @@ def pretrain_only(
     pretrained = place(pretrain(**run, procs_per_node=procs_per_node, nodes=nodes, preset=preset,
                                 steps=pretrain_steps, batch_size=batch_size, learning_rate=pretrain_learning_rate,
                                 lr_schedule=train_lr_schedule, weight_decay=train_weight_decay,
-                                loss_on=train_loss_on, prompt_prefixes=train_prompt_prefixes, text_lm=text_lm_uri,
-                                seed=seed,
+                                adam_beta2=train_adam_beta2, loss_on=train_loss_on,
+                                prompt_prefixes=train_prompt_prefixes, text_lm=text_lm_uri, seed=seed,
                                 tokens=tokens.outputs["data"]),
                        display_name="Pretrain")
     after = place(evaluate(**evaluation, stage="pretrain", model=pretrained.outputs["model"], prompts=held_out),

@@ -36,6 +36,7 @@ def sft_only(
     sft_learning_rate: float = RECIPE.sft_learning_rate,
     train_lr_schedule: str = RECIPE.train_lr_schedule,
     train_weight_decay: float = RECIPE.train_weight_decay,
+    train_adam_beta2: float = RECIPE.train_adam_beta2,
     train_loss_on: str = RECIPE.train_loss_on,
     train_prompt_prefixes: str = RECIPE.train_prompt_prefixes,
     eval_protocol: str = RECIPE.eval_protocol,
@@ -64,8 +65,8 @@ def sft_only(
     before = place(evaluate(**evaluation, stage="init", model=init.outputs["model"], prompts=held_out),
                    display_name="Evaluate: start")
     tuned = place(sft(**run, procs_per_node=procs_per_node, nodes=nodes, steps=sft_steps, batch_size=batch_size,
-                      lr_schedule=train_lr_schedule, weight_decay=train_weight_decay, loss_on=train_loss_on,
-                      prompt_prefixes=train_prompt_prefixes,
+                      lr_schedule=train_lr_schedule, weight_decay=train_weight_decay, adam_beta2=train_adam_beta2,
+                      loss_on=train_loss_on, prompt_prefixes=train_prompt_prefixes,
                       learning_rate=sft_learning_rate, seed=seed, tokens=tokens.outputs["data"],
                       init=init.outputs["model"]),
                   display_name="SFT")

@@ -47,6 +47,7 @@ def train_on_user_data(
     sft_learning_rate: float = RECIPE.sft_learning_rate,
     train_lr_schedule: str = RECIPE.train_lr_schedule,
     train_weight_decay: float = RECIPE.train_weight_decay,
+    train_adam_beta2: float = RECIPE.train_adam_beta2,
     train_loss_on: str = RECIPE.train_loss_on,
     train_prompt_prefixes: str = RECIPE.train_prompt_prefixes,
     grpo_steps: int = RECIPE.grpo_steps,
@@ -85,8 +86,8 @@ def train_on_user_data(
     pipeline_run = start_run(backend, store_root, run_tag, runs_dir, stage_timeout_minutes, cluster)
     place, run = pipeline_run.place, pipeline_run.run
     ranks = {"procs_per_node": procs_per_node}
-    optimisation = {"lr_schedule": train_lr_schedule, "weight_decay": train_weight_decay, "loss_on": train_loss_on,
-                    "prompt_prefixes": train_prompt_prefixes}
+    optimisation = {"lr_schedule": train_lr_schedule, "weight_decay": train_weight_decay,
+                    "adam_beta2": train_adam_beta2, "loss_on": train_loss_on, "prompt_prefixes": train_prompt_prefixes}
     evaluation = pipeline_run.evaluation(procs_per_node, eval_protocol, eval_images_per_prompt, cfg_scale,
                                          negative_prompt, seed, score_shapes=False)
 

@@ -282,6 +282,7 @@ def test_train_config_rules() -> None:
     assert (config.weight_decay, config.loss_on) == (0.01, "all")
     shapes = SHAPES_RECIPES["full"]
     assert (shapes.train_lr_schedule, shapes.train_weight_decay, shapes.train_loss_on) == ("cosine", 0.0, "codes")
+    assert (config.adam_beta2, shapes.train_adam_beta2) == (0.999, 0.95), "upstream: the HF Trainer's default"
     with pytest.raises(ValueError, match="init_from"):
         TrainConfig(**base, init="checkpoint")
     with pytest.raises(ValueError, match="init_from"):
@@ -358,9 +359,10 @@ def train_command(
 
 
 def shape_config(directory: Path) -> Path:
-    """A TrainConfig YAML holding the small model shape."""
+    """A TrainConfig YAML holding the small model shape and the shapes recipe's AdamW beta2."""
     path = directory / "train.yaml"
-    path.write_text(yaml.safe_dump({"shape": SHAPE.model_dump()}))
+    shapes_beta2 = SHAPES_RECIPES["full"].train_adam_beta2
+    path.write_text(yaml.safe_dump({"shape": SHAPE.model_dump(), "adam_beta2": shapes_beta2}))
     return path
 
 
@@ -454,11 +456,18 @@ def zero3_run(
 
 
 def test_zero2_run_trains_checkpoints_and_logs(zero2_run: Run) -> None:
-    """ZeRO-2: loss falls; checkpoints hold each rank's optimizer shard and RNG; JSONL and TensorBoard in the store."""
+    """ZeRO-2: loss falls; checkpoints hold each rank's optimizer shard (AdamW with the configured betas) and RNG;
+    JSONL and TensorBoard in the store."""
     assert_trained(zero2_run)
     store, output = zero2_run.store, zero2_run.output
     files = {f["path"] for f in store.read_manifest(checkpoint_uri(output, SAVE_STEPS))["files"]}
     step_dir = f"global_step{SAVE_STEPS}"
+    with tempfile.TemporaryDirectory() as tmp:
+        store.get_artifact(checkpoint_uri(output, SAVE_STEPS), Path(tmp) / "checkpoint")
+        shard = torch.load(Path(tmp) / "checkpoint" / step_dir / "zero_pp_rank_0_mp_rank_00_optim_states.pt",
+                           map_location="cpu", weights_only=False)
+    groups = shard["optimizer_state_dict"]["base_optimizer_state"]["param_groups"]
+    assert [group["betas"] for group in groups] == [(0.9, SHAPES_RECIPES["full"].train_adam_beta2)] * len(groups)
     shared = {"model.safetensors", "config.json", "tokenizer.json", "trainer_state.json"}
     per_rank = {f"rng_state_{r}.pth" for r in (0, 1)} | {
         f"{step_dir}/zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)

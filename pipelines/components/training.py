@@ -16,9 +16,10 @@ from pipelines.components.stage_support import (
 
 @on_base_image(*STAGE_HELPERS)
 def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, steps: int, batch_size: int,
-             learning_rate: float, lr_schedule: str, weight_decay: float, loss_on: str, prompt_prefixes: str,
-             procs_per_node: int, timeout_minutes: int, tokens: Input[Dataset], model: Output[Model],
-             metrics: Output[Metrics], save_steps: int = 100, nodes: int = 1, text_lm: str = "", seed: int = 0) -> None:
+             learning_rate: float, lr_schedule: str, weight_decay: float, adam_beta2: float, loss_on: str,
+             prompt_prefixes: str, procs_per_node: int, timeout_minutes: int, tokens: Input[Dataset],
+             model: Output[Model], metrics: Output[Metrics], save_steps: int = 100, nodes: int = 1, text_lm: str = "",
+             seed: int = 0) -> None:
     """Next-token pretraining on token shards of a random-init model of the preset or, given `text_lm`, of that
     Qwen2.5 text LM with the visual codes added to its vocabulary; the final checkpoint."""
     from simplear.config import TrainConfig
@@ -28,8 +29,8 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
     config = TrainConfig(
         stage="pretrain", data=tokens.metadata["uri"], output=out, preset=preset,
         init="text_lm" if text_lm else "random", init_from=text_lm or None, max_steps=steps, batch_size=batch_size,
-        learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, loss_on=loss_on,
-        prompt_prefixes=prompt_prefixes,
+        learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, adam_beta2=adam_beta2,
+        loss_on=loss_on, prompt_prefixes=prompt_prefixes,
         warmup_steps=max(1, steps // 20), save_steps=save_steps, logging_steps=max(1, min(10, steps // 10)), seed=seed,
     )
     args = ["--config-json", config.model_dump_json(exclude_defaults=True)]
@@ -44,8 +45,8 @@ def pretrain(backend: str, runs_dir: str, root: str, run_id: str, preset: str, s
 
 @on_base_image(*STAGE_HELPERS)
 def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_size: int, learning_rate: float,
-        lr_schedule: str, weight_decay: float, loss_on: str, prompt_prefixes: str, procs_per_node: int,
-        timeout_minutes: int, tokens: Input[Dataset], init: Input[Model], model: Output[Model],
+        lr_schedule: str, weight_decay: float, adam_beta2: float, loss_on: str, prompt_prefixes: str,
+        procs_per_node: int, timeout_minutes: int, tokens: Input[Dataset], init: Input[Model], model: Output[Model],
         metrics: Output[Metrics], save_steps: int = 100, nodes: int = 1, seed: int = 0) -> None:
     """Supervised fine-tuning of a checkpoint on token shards; the final checkpoint."""
     from simplear.config import TrainConfig
@@ -55,9 +56,8 @@ def sft(backend: str, runs_dir: str, root: str, run_id: str, steps: int, batch_s
     config = TrainConfig(
         stage="sft", data=tokens.metadata["uri"], output=out, init="checkpoint", init_from=init.metadata["uri"],
         max_steps=steps, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
-        weight_decay=weight_decay, loss_on=loss_on, prompt_prefixes=prompt_prefixes, warmup_steps=max(1, steps // 20),
-        save_steps=save_steps,
-        logging_steps=max(1, min(10, steps // 10)), seed=seed,
+        weight_decay=weight_decay, adam_beta2=adam_beta2, loss_on=loss_on, prompt_prefixes=prompt_prefixes,
+        warmup_steps=max(1, steps // 20), save_steps=save_steps, logging_steps=max(1, min(10, steps // 10)), seed=seed,
     )
     args = ["--config-json", config.model_dump_json(exclude_defaults=True)]
     seconds = run_stage(backend, runs_dir, "sft", "sft", args, procs_per_node, timeout_minutes, run_id, nodes=nodes)

@@ -48,6 +48,8 @@ class TrainConfig(Strict):
     lr_schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
     warmup_steps: int = Field(default=0, ge=0)
     weight_decay: float = Field(default=0.01, ge=0)
+    adam_beta2: float = Field(default=0.999, gt=0, lt=1, description="AdamW second-moment decay (upstream: the HF "
+                                                                      "Trainer's 0.999)")
     loss_on: Literal["all", "codes"] = Field(
         default="all", description="all: every token after the first, prompt text included (upstream's); codes: codes"
     )
@@ -290,6 +292,10 @@ class ShapesRecipe(Strict):
         description="pretrain / SFT schedule after a warmup of 5% of the steps (upstream: constant, no warmup)",
     )
     train_weight_decay: float = Field(default=0.0, ge=0, description="pretrain / SFT weight decay (upstream: 0.01)")
+    train_adam_beta2: float = Field(
+        default=0.95, gt=0, lt=1, description="pretrain / SFT AdamW beta2 (upstream: 0.999); at 0.999 the tiny model "
+                                              "learns to draw but not to read the caption within the step budget"
+    )
     train_loss_on: str = Field(
         default="codes", pattern="^(all|codes)$", description="pretrain / SFT loss on codes only (upstream: all)"
     )
@@ -351,6 +357,7 @@ class TrainRecipe(Strict):
     sft_learning_rate: float = Field(default=1e-4, gt=0)
     train_lr_schedule: str = Field(default="constant", pattern="^(constant|constant_with_warmup|linear|cosine)$")
     train_weight_decay: float = Field(default=0.01, ge=0)
+    train_adam_beta2: float = Field(default=0.999, gt=0, lt=1)
     train_loss_on: str = Field(default="all", pattern="^(all|codes)$")
     train_prompt_prefixes: str = Field(default="upstream", pattern="^(upstream|generation)$")
     grpo_steps: int = Field(default=500, gt=0)

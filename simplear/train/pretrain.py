@@ -92,6 +92,7 @@ def training_arguments(config: TrainConfig, output_dir: Path) -> TrainingArgumen
         lr_scheduler_type=config.lr_schedule,
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
+        adam_beta2=config.adam_beta2,
         max_grad_norm=config.max_grad_norm,
         gradient_checkpointing=config.gradient_checkpointing,
         dataloader_num_workers=config.dataloader_workers,
