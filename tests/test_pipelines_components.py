@@ -127,8 +127,7 @@ def test_a_training_component_refuses_a_bad_config_before_any_run_starts(
         data = shapes_data(backend="local", runs_dir=runs_dir, root=root, data_root=root, run_id="5", name="d",
                            images=4, seed=3, eval_per_tag=1, timeout_minutes=5).outputs["data"]
         pretrain(backend="local", runs_dir=runs_dir, root=root, run_id="5", preset="tiny", steps=4, batch_size=2,
-                 learning_rate=1e-3, lr_schedule="sawtooth", weight_decay=0.0, adam_beta2=0.95,
-                 loss_on="codes",
+                 learning_rate=1e-3, lr_schedule="sawtooth", weight_decay=0.0, adam_beta2=0.95, loss_on="codes",
                  prompt_prefixes="generation", procs_per_node=1, timeout_minutes=5, tokens=data)
 
     pretrain_sawtooth.__annotations__ = {"runs_dir": str, "root": str}
