@@ -282,10 +282,13 @@ class ShapesRecipe(Strict):
     )
     eval_per_tag: int = Field(default=12, gt=0, description="held-out prompts per GenEval tag")
     procs_per_node: int = Field(default=2, ge=0, description="ranks per stage run; 0 = the pool's GPUs (1 locally)")
-    batch_size: int = Field(default=16, gt=0, description="pretrain / SFT sequences per rank per step")
-    pretrain_steps: int = Field(default=600, gt=0)
+    batch_size: int = Field(
+        default=8, gt=0, description="pretrain / SFT sequences per rank per step (8: twice the updates of 16 for the "
+                                     "same compute, which the tiny model needs more than larger batches)"
+    )
+    pretrain_steps: int = Field(default=1100, gt=0)
     pretrain_learning_rate: float = Field(default=2e-3, gt=0)
-    sft_steps: int = Field(default=250, gt=0)
+    sft_steps: int = Field(default=450, gt=0)
     sft_learning_rate: float = Field(default=1e-3, gt=0)
     train_lr_schedule: str = Field(
         default="cosine", pattern="^(constant|constant_with_warmup|linear|cosine)$",
