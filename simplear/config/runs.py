@@ -286,9 +286,9 @@ class ShapesRecipe(Strict):
         default=8, gt=0, description="pretrain / SFT sequences per rank per step (8: twice the updates of 16 for the "
                                      "same compute, which the tiny model needs more than larger batches)"
     )
-    pretrain_steps: int = Field(default=1100, gt=0)
+    pretrain_steps: int = Field(default=1000, gt=0)
     pretrain_learning_rate: float = Field(default=2e-3, gt=0)
-    sft_steps: int = Field(default=450, gt=0)
+    sft_steps: int = Field(default=400, gt=0)
     sft_learning_rate: float = Field(default=1e-3, gt=0)
     train_lr_schedule: str = Field(
         default="cosine", pattern="^(constant|constant_with_warmup|linear|cosine)$",
@@ -306,12 +306,12 @@ class ShapesRecipe(Strict):
         default="generation", pattern="^(upstream|generation)$",
         description="pretrain / SFT captions behind the generation prefix only (upstream: a random one of its list)",
     )
-    grpo_steps: int = Field(default=64, gt=0)
+    grpo_steps: int = Field(default=32, gt=0)
     grpo_batch_size: int = Field(default=32, gt=0, description="rollout images per rank per step")
     grpo_num_generations: int = Field(default=8, ge=2)
     grpo_num_iterations: int = Field(default=2, gt=0)
     grpo_learning_rate: float = Field(default=2e-4, gt=0)
-    grpo_max_minutes: float = Field(default=4.0, ge=0, description="GRPO time limit; 0 = none")
+    grpo_max_minutes: float = Field(default=2.5, ge=0, description="GRPO time limit; 0 = none")
     grpo_policy: str = Field(
         default="guided", pattern="^(plain|guided)$",
         description="guided: rollouts and loss with the evaluation's CFG and negative prompt (upstream: plain)",
