@@ -281,7 +281,7 @@ def test_train_config_rules() -> None:
     assert (config.learning_rate, config.lr_schedule, config.warmup_steps) == (1e-4, "constant", 0)
     assert (config.weight_decay, config.loss_on) == (0.01, "all")
     shapes = SHAPES_RECIPES["full"]
-    assert (shapes.train_lr_schedule, shapes.train_weight_decay, shapes.train_loss_on) == ("cosine", 0.0, "codes")
+    assert (shapes.train_lr_schedule, shapes.train_weight_decay, shapes.train_loss_on) == ("cosine", 0.0, "all")
     assert (config.adam_beta2, shapes.train_adam_beta2) == (0.999, 0.95), "upstream: the HF Trainer's default"
     with pytest.raises(ValueError, match="init_from"):
         TrainConfig(**base, init="checkpoint")

@@ -300,7 +300,9 @@ class ShapesRecipe(Strict):
                                               "learns to draw but not to read the caption within the step budget"
     )
     train_loss_on: str = Field(
-        default="codes", pattern="^(all|codes)$", description="pretrain / SFT loss on codes only (upstream: all)"
+        default="all", pattern="^(all|codes)$",
+        description="pretrain / SFT loss on every token, prompt text included (upstream's); on the codes only, the "
+                    "tiny model reads colour words late or never (seed 2: pretrain 0.27 against 0.55)",
     )
     train_prompt_prefixes: str = Field(
         default="generation", pattern="^(upstream|generation)$",
