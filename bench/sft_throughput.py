@@ -6,8 +6,9 @@ prompt is cut to exactly --prompt-tokens tokens (no condition dropout), so every
 several ranks) from a saved random init of the preset and reads tokens/s from its metrics, averaged after the warm-up
 steps.
 FLOPs per token follow nanoGPT's estimate: 6 N + 12 L d S (N the weights of every matmul, lm_head included,
-L layers, d hidden size, S sequence length). It replaces no baseline: the ratio it prints is MFU, the achieved FLOP/s
-over the device's bf16 dense peak.
+L layers, d hidden size, S sequence length). It prints MFU (the achieved FLOP/s over the device's bf16 dense peak)
+and the ratio of tokens/s against the baseline it replaces, measured in the same run: the same training with
+`--reduce-bucket-size 0`, transformers' 'auto' ZeRO bucket of hidden_size^2 gradient elements.
 GPU: `bench/sft_throughput.py --preset 0.5B --resolution 1024 --zero-stage 3 --batch-size 4 --steps 20`.
 """
 
@@ -59,8 +60,8 @@ def peak_flops(requested: float | None) -> tuple[float | None, str]:
     return (tflops * 1e12 if tflops else None), name
 
 
-def train(data: Path, init: Path, out: Path, args: argparse.Namespace) -> list[dict]:
-    """Run `simplear train --stage sft` from the checkpoint at init; its metric rows."""
+def train(data: Path, init: Path, out: Path, args: argparse.Namespace, reduce_bucket_size: int | None) -> list[dict]:
+    """Run `simplear train --stage sft` from the checkpoint at init (None: TrainConfig's bucket); its metric rows."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.ranks)] \
         if args.ranks > 1 else [sys.executable]
     command = [*launcher, "-m", "simplear.cli", "train", "--stage", "sft", "--init", "checkpoint",
@@ -69,15 +70,25 @@ def train(data: Path, init: Path, out: Path, args: argparse.Namespace) -> list[d
                "--zero-stage", str(args.zero_stage), "--p-drop-cond", "0",
                "--max-prompt-tokens", str(args.prompt_tokens),
                "--no-sample-short", "--logging-steps", "1", "--save-steps", str(args.steps), "--warmup-steps", "1",
-               "--no-tensorboard", *(["--gradient-checkpointing"] if args.gradient_checkpointing else [])]
+               "--no-tensorboard", *(["--gradient-checkpointing"] if args.gradient_checkpointing else []),
+               *([] if reduce_bucket_size is None else ["--reduce-bucket-size", str(reduce_bucket_size)])]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"simplear train failed:\n{done.stderr[-4000:]}")
     return [json.loads(line) for line in (out / "logs" / "train.jsonl").read_text().splitlines()]
 
 
+def tokens_per_second(rows: list[dict], sequence: int, args: argparse.Namespace) -> float:
+    """Mean tokens/s of a run's metric rows after the warm-up, checked to have trained `sequence`-token sequences."""
+    seen = rows[-1]["tokens_seen"] / (rows[-1]["step"] * args.ranks * args.batch_size)
+    if seen != sequence:
+        raise SystemExit(f"sequences held {seen:g} tokens on average, not the {sequence} this bench assumes")
+    return statistics.mean(row["tokens_per_second"] for row in rows
+                            if row["step"] > args.warmup_steps and row["tokens_per_second"])
+
+
 def main() -> None:
-    """Write the dataset, train, and print tokens/s, FLOPs per token and MFU as a table and a JSON line."""
+    """Write the dataset, train with both buckets, and print tokens/s, FLOPs per token, MFU and the ratio."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--resolution", type=int, help="default: the preset's")
@@ -106,23 +117,22 @@ def main() -> None:
         data = Path(work) / "tokens"
         write_dataset(data, records=max(64, args.steps * args.batch_size * args.ranks), grid=grid,
                       codebook=preset.vision.codebook_size, caption_words=4 * args.prompt_tokens)
-        rows = train(data, Path(work) / "init", Path(work) / "run", args)
-    seen = rows[-1]["tokens_seen"] / (rows[-1]["step"] * args.ranks * args.batch_size)
-    if seen != sequence:
-        raise SystemExit(f"sequences held {seen:g} tokens on average, not the {sequence} this bench assumes")
-    timed = [row["tokens_per_second"] for row in rows if row["step"] > args.warmup_steps and row["tokens_per_second"]]
-    tokens_per_s = statistics.mean(timed)
+        baseline = tokens_per_second(train(data, Path(work) / "init", Path(work) / "auto", args, 0), sequence, args)
+        tokens_per_s = tokens_per_second(train(data, Path(work) / "init", Path(work) / "run", args, None), sequence,
+                                         args)
     peak, device = peak_flops(args.peak_tflops)
     mfu = tokens_per_s * per_token / peak if peak else None
     print(f"{args.preset} at {resolution} px: {sequence} tokens per sequence, ZeRO-{args.zero_stage}, "
           f"{args.ranks} rank(s) x {args.batch_size}: {tokens_per_s:,.0f} tokens/s, "
-          f"{tokens_per_s * per_token / 1e12:.2f} TFLOP/s" + (f", MFU {mfu:.1%}" if mfu is not None else ""))
+          f"{tokens_per_s * per_token / 1e12:.2f} TFLOP/s" + (f", MFU {mfu:.1%}" if mfu is not None else "")
+          + f"; {tokens_per_s / baseline:.2f}x the {baseline:,.0f} tokens/s of transformers' auto ZeRO bucket")
     emit({
         "bench": "sft_throughput", "device": device, "preset": args.preset, "resolution": resolution,
         "sequence_tokens": sequence, "zero_stage": args.zero_stage, "ranks": args.ranks,
         "batch_size": args.batch_size, "gradient_checkpointing": args.gradient_checkpointing,
-        "steps_timed": len(timed), "tokens_per_s": tokens_per_s, "flops_per_token": per_token,
-        "peak_flops": peak, "mfu": mfu,
+        "steps_timed": args.steps - args.warmup_steps, "tokens_per_s": tokens_per_s, "flops_per_token": per_token,
+        "peak_flops": peak, "mfu": mfu, "tokens_per_s_auto_bucket": baseline, "speedup_vs_auto_bucket":
+        tokens_per_s / baseline,
     }, args.out)
 
 

@@ -24,9 +24,10 @@ NOT_UPLOADED = frozenset({"training_args.bin"})
 SETTINGS_FILE = "train.json"
 MAY_CHANGE_ON_RESUME = frozenset({
     "output", "max_steps", "max_minutes", "save_steps", "logging_steps", "tensorboard", "scratch",
-    "dataloader_workers", "gradient_checkpointing", "rollout", "rollout_url", "rollout_batch_size",
+    "dataloader_workers", "gradient_checkpointing", "reduce_bucket_size", "rollout", "rollout_url",
+    "rollout_batch_size",
 })
-"""Fields a resumed run may change: how long and where it runs, how often it reports, not what it learns."""
+"""Fields a resumed run may change: how long, where and how it runs, how often it reports, not what it learns."""
 URI_FIELDS = ("data", "init_from", "prompts")
 
 

@@ -25,11 +25,16 @@ from simplear.train.token_data import CodeCollator, TokenDataset, TokenRecords, 
 log = logging.getLogger(__name__)
 
 
-def deepspeed_config(zero_stage: int) -> dict:
-    """A fresh copy of the packaged DeepSpeed config for ZeRO stage 2 or 3."""
+def deepspeed_config(zero_stage: int, reduce_bucket_size: int = 0) -> dict:
+    """A fresh copy of the packaged DeepSpeed config for ZeRO stage 2 or 3, with `reduce_bucket_size` gradient elements
+    per collective (0 leaves transformers' 'auto': hidden_size^2, transformers/integrations/deepspeed.py
+    `trainer_config_finalize`)."""
     if zero_stage not in (2, 3):
         raise ValueError(f"no packaged DeepSpeed config for ZeRO stage {zero_stage}; use 2 or 3")
-    return json.loads(resources.files("simplear.train").joinpath("deepspeed", f"zero{zero_stage}.json").read_text())
+    config = json.loads(resources.files("simplear.train").joinpath("deepspeed", f"zero{zero_stage}.json").read_text())
+    if reduce_bucket_size:
+        config["zero_optimization"]["reduce_bucket_size"] = reduce_bucket_size
+    return config
 
 
 def dataset_vision(config: TrainConfig, tokens: dict) -> VisionConfig:
@@ -81,7 +86,7 @@ def training_arguments(config: TrainConfig, output_dir: Path) -> TrainingArgumen
     on_cpu = not torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(output_dir),
-        deepspeed=deepspeed_config(config.zero_stage),
+        deepspeed=deepspeed_config(config.zero_stage, config.reduce_bucket_size),
         use_cpu=on_cpu,
         ddp_backend="gloo" if on_cpu else None,
         bf16=uses_bf16(config),
