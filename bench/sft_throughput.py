@@ -78,13 +78,12 @@ def train(data: Path, init: Path, out: Path, args: argparse.Namespace, reduce_bu
     return [json.loads(line) for line in (out / "logs" / "train.jsonl").read_text().splitlines()]
 
 
-def tokens_per_second(rows: list[dict], sequence: int, args: argparse.Namespace) -> float:
-    """Mean tokens/s of a run's metric rows after the warm-up, checked to have trained `sequence`-token sequences."""
+def timed_rates(rows: list[dict], sequence: int, args: argparse.Namespace) -> list[float]:
+    """Tokens/s of a run's metric rows after the warm-up, checked to have trained `sequence`-token sequences."""
     seen = rows[-1]["tokens_seen"] / (rows[-1]["step"] * args.ranks * args.batch_size)
     if seen != sequence:
         raise SystemExit(f"sequences held {seen:g} tokens on average, not the {sequence} this bench assumes")
-    return statistics.mean(row["tokens_per_second"] for row in rows
-                            if row["step"] > args.warmup_steps and row["tokens_per_second"])
+    return [row["tokens_per_second"] for row in rows if row["step"] > args.warmup_steps and row["tokens_per_second"]]
 
 
 def main() -> None:
@@ -117,9 +116,10 @@ def main() -> None:
         data = Path(work) / "tokens"
         write_dataset(data, records=max(64, args.steps * args.batch_size * args.ranks), grid=grid,
                       codebook=preset.vision.codebook_size, caption_words=4 * args.prompt_tokens)
-        baseline = tokens_per_second(train(data, Path(work) / "init", Path(work) / "auto", args, 0), sequence, args)
-        tokens_per_s = tokens_per_second(train(data, Path(work) / "init", Path(work) / "run", args, None), sequence,
-                                         args)
+        baseline = statistics.mean(timed_rates(train(data, Path(work) / "init", Path(work) / "auto", args, 0),
+                                               sequence, args))
+        timed = timed_rates(train(data, Path(work) / "init", Path(work) / "run", args, None), sequence, args)
+    tokens_per_s = statistics.mean(timed)
     peak, device = peak_flops(args.peak_tflops)
     mfu = tokens_per_s * per_token / peak if peak else None
     print(f"{args.preset} at {resolution} px: {sequence} tokens per sequence, ZeRO-{args.zero_stage}, "
@@ -130,7 +130,7 @@ def main() -> None:
         "bench": "sft_throughput", "device": device, "preset": args.preset, "resolution": resolution,
         "sequence_tokens": sequence, "zero_stage": args.zero_stage, "ranks": args.ranks,
         "batch_size": args.batch_size, "gradient_checkpointing": args.gradient_checkpointing,
-        "steps_timed": args.steps - args.warmup_steps, "tokens_per_s": tokens_per_s, "flops_per_token": per_token,
+        "steps_timed": len(timed), "tokens_per_s": tokens_per_s, "flops_per_token": per_token,
         "peak_flops": peak, "mfu": mfu, "tokens_per_s_auto_bucket": baseline, "speedup_vs_auto_bucket":
         tokens_per_s / baseline,
     }, args.out)

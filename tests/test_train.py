@@ -35,6 +35,7 @@ from simplear.model.vocab import SOI, T2I
 from simplear.s3_server import EmbeddedS3
 from simplear.store import MANIFEST, ArtifactNotFound, Store, join
 from simplear.train.checkpoints import checkpoint_uri, latest_checkpoint, publish_checkpoint
+from simplear.train.job import single_process_launch_env
 from simplear.train.pretrain import dataset_vision, deepspeed_config, initial_model, training_arguments
 from simplear.train.token_data import IGNORE_INDEX, CodeCollator, TokenDataset, TokenRecords, repeats_for
 from simplear.vision import PaletteTokenizer
@@ -276,8 +277,7 @@ def test_zero_reduces_a_tiny_models_gradients_in_few_collectives(
     """The bucket the Trainer hands DeepSpeed once transformers has filled its 'auto' values: by default one
     collective reduces the tiny model's 1.05 M gradients; 0 leaves transformers' hidden_size^2 (128^2), 65 of them
     (transformers/integrations/deepspeed.py `trainer_config_finalize`; bench/sft_throughput.py times the two)."""
-    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
-                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29531"}.items():
+    for name, value in single_process_launch_env().items():
         monkeypatch.setenv(name, value)
     chosen = {} if reduce_bucket_size is None else {"reduce_bucket_size": reduce_bucket_size}
     config = TrainConfig(stage="pretrain", data="tokens", output="run", max_steps=10, **chosen)

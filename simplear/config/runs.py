@@ -43,7 +43,7 @@ class TrainConfig(Strict):
     reduce_bucket_size: int = Field(
         default=50_000_000, ge=0,
         description="gradient elements ZeRO reduces per collective; 0 = transformers' 'auto', hidden_size^2 (16,384 "
-                    "for the tiny preset: 64 collectives a step, a fifth of its step time on 2 CPU ranks)",
+                    "for the tiny preset: 65 collectives a step, a fifth of its step time on 2 CPU ranks)",
     )
     precision: Literal["auto", "bf16", "fp32"] = Field(default="auto", description="auto: bf16 on GPU, fp32 on CPU")
     max_steps: int = Field(gt=0, description="optimizer steps to train for")

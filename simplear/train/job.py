@@ -42,16 +42,19 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def ensure_launch_env() -> None:
-    """Give a plain single-process run the variables torchrun would set, so DeepSpeed can start."""
-    if "RANK" in os.environ:
-        return
+def single_process_launch_env() -> dict[str, str]:
+    """The variables torchrun would set for one process, with a free local port for the rendezvous."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    os.environ.update(
-        RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
-    )
+    return {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port)}
+
+
+def ensure_launch_env() -> None:
+    """Give a plain single-process run the variables torchrun would set, so DeepSpeed can start."""
+    if "RANK" not in os.environ:
+        os.environ.update(single_process_launch_env())
 
 
 def _active() -> bool:
